@@ -1,0 +1,346 @@
+//! An append-only direct-IO file: bytes are copied into an aligned in-memory chunk, full chunks
+//! are written with several writes in flight, and `flush` writes the partially filled tail
+//! pages, which stay in memory and are rewritten in place as they fill. Blocks are preallocated
+//! in large steps so that appends neither allocate blocks nor meet ENOSPC mid-write.
+//!
+//! Owned by one shard. Appends must not overlap (the partition log serialises them); `flush`,
+//! `wait_written` and `sync` may run concurrently with appends. No `RefCell` borrow is held
+//! across an `.await`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use super::error::{Result, StorageError};
+use super::file::{align_down, align_up, AlignedBuffer, DirectFile, PAGE_SIZE_BYTES};
+use super::notify::Notify;
+
+#[derive(Debug, Clone, Copy)]
+pub struct AppenderConfig {
+    /// Size of a normal write; a larger append gets a buffer of its own size, up to
+    /// `write_size_max_bytes`.
+    pub chunk_size_bytes: usize,
+    pub write_size_max_bytes: usize,
+    /// Bytes of writes in flight before an append waits.
+    pub inflight_bytes_max: usize,
+    pub preallocate_step_bytes: u64,
+}
+
+pub struct Appender {
+    file: DirectFile,
+    config: AppenderConfig,
+    state: RefCell<State>,
+    /// Signalled when a write completes or the appender fails.
+    progress: Notify,
+}
+
+struct State {
+    /// Holds file bytes [buffer_position, buffer_position + buffer_fill).
+    buffer: AlignedBuffer,
+    buffer_position: u64,
+    buffer_fill: usize,
+    /// `buffer_fill` as of the last tail write, to skip flushes that would write nothing new.
+    tail_written_fill: usize,
+    /// A partial (tail) write of the current buffer is in flight. Writes of the same pages must
+    /// not be in flight together, or an older one could land last.
+    tail_write_inflight: bool,
+    inflight: VecDeque<InflightWrite>,
+    inflight_bytes: usize,
+    next_write_id: u64,
+    /// Every byte below this is on disk (written, not necessarily synced).
+    written_position: u64,
+    allocated_bytes: u64,
+    failure: Option<String>,
+    appending: bool,
+}
+
+struct InflightWrite {
+    id: u64,
+    end_position: u64,
+    size_bytes: usize,
+    done: bool,
+}
+
+impl Appender {
+    /// Resumes appending at `end_position`; the bytes before it are already on disk.
+    pub async fn open(
+        file: DirectFile,
+        config: AppenderConfig,
+        end_position: u64,
+    ) -> Result<Rc<Self>> {
+        assert!(config.chunk_size_bytes as u64 % PAGE_SIZE_BYTES == 0);
+        assert!(config.write_size_max_bytes >= config.chunk_size_bytes);
+        let allocated_bytes = file.size_bytes().await?.max(end_position);
+        let buffer_position = align_down(end_position);
+        let buffer_fill = (end_position - buffer_position) as usize;
+        let mut buffer = file.alloc_buffer(config.chunk_size_bytes);
+        if buffer_fill > 0 {
+            let tail = file.read_at(buffer_position, buffer_fill).await?;
+            if tail.len() != buffer_fill {
+                return Err(StorageError::LogFailed(format!(
+                    "{}: file shorter than its recovered end {end_position}",
+                    file.path().display()
+                )));
+            }
+            buffer.as_bytes_mut()[..buffer_fill].copy_from_slice(&tail);
+        }
+        Ok(Rc::new(Appender {
+            file,
+            config,
+            state: RefCell::new(State {
+                buffer,
+                buffer_position,
+                buffer_fill,
+                tail_written_fill: buffer_fill,
+                tail_write_inflight: false,
+                inflight: VecDeque::new(),
+                inflight_bytes: 0,
+                next_write_id: 0,
+                written_position: end_position,
+                allocated_bytes,
+                failure: None,
+                appending: false,
+            }),
+            progress: Notify::default(),
+        }))
+    }
+
+    /// Logical end: the position the next append lands at.
+    pub fn end_position(&self) -> u64 {
+        let state = self.state.borrow();
+        state.buffer_position + state.buffer_fill as u64
+    }
+
+    pub fn written_position(&self) -> u64 {
+        self.state.borrow().written_position
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match &self.state.borrow().failure {
+            Some(reason) => Err(StorageError::LogFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Reserves disk blocks for `size_bytes` more bytes. Fails (typically with `DiskFull`)
+    /// without changing anything, so a refused append leaves the file as it was.
+    pub async fn reserve(&self, size_bytes: usize) -> Result<()> {
+        self.check_failed()?;
+        let needed = self.end_position() + size_bytes as u64;
+        if needed <= self.state.borrow().allocated_bytes {
+            return Ok(());
+        }
+        let step = self.config.preallocate_step_bytes.max(PAGE_SIZE_BYTES);
+        let target = needed.div_ceil(step) * step;
+        self.file.preallocate(target).await?;
+        let mut state = self.state.borrow_mut();
+        state.allocated_bytes = state.allocated_bytes.max(target);
+        Ok(())
+    }
+
+    /// Appends `data` and returns the position it starts at. Call `reserve` first.
+    pub async fn append(self: &Rc<Self>, data: &[u8]) -> Result<u64> {
+        self.check_failed()?;
+        {
+            let mut state = self.state.borrow_mut();
+            assert!(!state.appending, "appends to one file must not overlap");
+            state.appending = true;
+        }
+        let result = self.append_inner(data).await;
+        self.state.borrow_mut().appending = false;
+        result
+    }
+
+    async fn append_inner(self: &Rc<Self>, data: &[u8]) -> Result<u64> {
+        let start = self.end_position();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let buffer_full = {
+                let mut state = self.state.borrow_mut();
+                let fill = state.buffer_fill;
+                let room = state.buffer.len() - fill;
+                let taken = room.min(rest.len());
+                state.buffer.as_bytes_mut()[fill..fill + taken].copy_from_slice(&rest[..taken]);
+                state.buffer_fill += taken;
+                rest = &rest[taken..];
+                state.buffer_fill == state.buffer.len()
+            };
+            if buffer_full {
+                self.submit_full_buffer(rest.len()).await?;
+            }
+        }
+        Ok(start)
+    }
+
+    /// Writes out the full current buffer and starts a new one sized for `upcoming_bytes`.
+    async fn submit_full_buffer(self: &Rc<Self>, upcoming_bytes: usize) -> Result<()> {
+        self.wait_until(|state| !state.tail_write_inflight).await?;
+        let next_size = align_up(upcoming_bytes as u64).clamp(
+            self.config.chunk_size_bytes as u64,
+            self.config.write_size_max_bytes as u64,
+        ) as usize;
+        let fresh = self.file.alloc_buffer(next_size);
+        let (buffer, position) = {
+            let mut state = self.state.borrow_mut();
+            let buffer = std::mem::replace(&mut state.buffer, fresh);
+            let position = state.buffer_position;
+            state.buffer_position += buffer.len() as u64;
+            state.buffer_fill = 0;
+            state.tail_written_fill = 0;
+            (buffer, position)
+        };
+        let end_position = position + buffer.len() as u64;
+        self.submit(buffer, position, end_position, false);
+        let inflight_bytes_max = self.config.inflight_bytes_max;
+        self.wait_until(|state| state.inflight_bytes <= inflight_bytes_max)
+            .await
+    }
+
+    /// Writes the partially filled tail pages (zero padded), if they hold anything not yet
+    /// written. Returns the logical position that is on its way to disk.
+    pub async fn flush(self: &Rc<Self>) -> Result<u64> {
+        self.wait_until(|state| !state.tail_write_inflight).await?;
+        let (copy, position, end_position) = {
+            let mut state = self.state.borrow_mut();
+            let end_position = state.buffer_position + state.buffer_fill as u64;
+            if state.buffer_fill == state.tail_written_fill {
+                return Ok(end_position);
+            }
+            let fill = state.buffer_fill;
+            let padded = align_up(fill as u64) as usize;
+            let mut copy = self.file.alloc_buffer(padded);
+            let bytes = copy.as_bytes_mut();
+            bytes[..fill].copy_from_slice(&state.buffer.as_bytes()[..fill]);
+            bytes[fill..].fill(0);
+            state.tail_written_fill = fill;
+            state.tail_write_inflight = true;
+            (copy, state.buffer_position, end_position)
+        };
+        self.submit(copy, position, end_position, true);
+        Ok(end_position)
+    }
+
+    fn submit(
+        self: &Rc<Self>,
+        buffer: AlignedBuffer,
+        position: u64,
+        end_position: u64,
+        tail: bool,
+    ) {
+        let size_bytes = buffer.len();
+        let id = {
+            let mut state = self.state.borrow_mut();
+            let id = state.next_write_id;
+            state.next_write_id += 1;
+            state.inflight.push_back(InflightWrite {
+                id,
+                end_position,
+                size_bytes,
+                done: false,
+            });
+            state.inflight_bytes += size_bytes;
+            id
+        };
+        let appender = Rc::clone(self);
+        glommio::spawn_local(async move {
+            let result = appender.file.write_at(buffer, position).await;
+            appender.complete(id, tail, result);
+        })
+        .detach();
+    }
+
+    fn complete(&self, id: u64, tail: bool, result: Result<()>) {
+        {
+            let mut state = self.state.borrow_mut();
+            if tail {
+                state.tail_write_inflight = false;
+            }
+            if let Err(error) = result {
+                tracing::error!(path = %self.file.path().display(), %error, "direct write failed");
+                state.failure.get_or_insert_with(|| error.to_string());
+            }
+            if let Some(write) = state.inflight.iter_mut().find(|w| w.id == id) {
+                write.done = true;
+            }
+            while state.inflight.front().is_some_and(|w| w.done) {
+                let write = state.inflight.pop_front().expect("front exists");
+                state.inflight_bytes -= write.size_bytes;
+                // A tail write's logical end can lie below a later full write's: keep the max.
+                state.written_position = state.written_position.max(write.end_position);
+            }
+        }
+        self.progress.notify_all();
+    }
+
+    /// Waits until every byte below `position` is written (not necessarily synced).
+    pub async fn wait_written(&self, position: u64) -> Result<()> {
+        self.wait_until(|state| state.written_position >= position)
+            .await
+    }
+
+    /// Makes every byte below the current end durable: flush the tail, wait, fdatasync.
+    /// Returns the position now durable.
+    pub async fn sync(self: &Rc<Self>) -> Result<u64> {
+        let position = self.flush().await?;
+        self.wait_written(position).await?;
+        self.file.sync().await?;
+        Ok(position)
+    }
+
+    /// Waits for every write in flight, failed or not.
+    pub async fn drain(&self) {
+        self.progress
+            .wait_for(|| self.state.borrow().inflight.is_empty().then_some(()))
+            .await;
+    }
+
+    /// Durably cuts the file to exactly `end_position` bytes (no preallocated tail), and keeps
+    /// appending from there. Used when a segment is sealed and by `truncate_to`.
+    pub async fn truncate(self: &Rc<Self>, end_position: u64) -> Result<()> {
+        self.flush().await?;
+        self.drain().await;
+        self.check_failed()?;
+        assert!(end_position <= self.end_position());
+        let reload_from_disk = end_position < self.state.borrow().buffer_position;
+        if reload_from_disk {
+            let buffer_position = align_down(end_position);
+            let fill = (end_position - buffer_position) as usize;
+            let mut buffer = self.file.alloc_buffer(self.config.chunk_size_bytes);
+            let tail = self.file.read_at(buffer_position, fill).await?;
+            if tail.len() != fill {
+                return Err(StorageError::LogFailed(format!(
+                    "{}: short read while truncating",
+                    self.file.path().display()
+                )));
+            }
+            buffer.as_bytes_mut()[..fill].copy_from_slice(&tail);
+            let mut state = self.state.borrow_mut();
+            state.buffer = buffer;
+            state.buffer_position = buffer_position;
+            state.buffer_fill = fill;
+        } else {
+            let mut state = self.state.borrow_mut();
+            state.buffer_fill = (end_position - state.buffer_position) as usize;
+        }
+        {
+            let mut state = self.state.borrow_mut();
+            state.tail_written_fill = state.buffer_fill;
+            state.written_position = end_position;
+            state.allocated_bytes = end_position;
+        }
+        self.file.truncate(end_position).await?;
+        self.file.sync().await
+    }
+
+    async fn wait_until(&self, mut ready: impl FnMut(&State) -> bool) -> Result<()> {
+        self.progress
+            .wait_for(|| {
+                let state = self.state.borrow();
+                if let Some(reason) = &state.failure {
+                    return Some(Err(StorageError::LogFailed(reason.clone())));
+                }
+                ready(&state).then_some(Ok(()))
+            })
+            .await
+    }
+}

@@ -1,0 +1,293 @@
+//! Kafka v2 record batches as bytes: the 61-byte header read through a `zerocopy` view,
+//! validation (length, magic, CRC-32C), and the in-place rewrite of `baseOffset` and
+//! `partitionLeaderEpoch`, both of which lie outside the CRC. Records are never unpacked here.
+
+use zerocopy::big_endian::{I16, I32, I64, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// Size of the v2 batch header, from `baseOffset` to `recordsCount` inclusive.
+pub const BATCH_HEADER_SIZE_BYTES: usize = 61;
+/// `baseOffset` and `batchLength` precede what `batchLength` counts.
+pub const BATCH_LENGTH_PREFIX_BYTES: usize = 12;
+/// The CRC covers everything from `attributes` to the end of the batch.
+const CRC_START_BYTES: usize = 21;
+pub const MAGIC_V2: i8 = 2;
+
+/// Attribute bits (Kafka `RecordBatch`).
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug)]
+#[repr(C, packed)]
+pub struct BatchHeader {
+    pub base_offset: I64,
+    pub batch_length: I32,
+    pub partition_leader_epoch: I32,
+    pub magic: i8,
+    pub crc: U32,
+    pub attributes: I16,
+    pub last_offset_delta: I32,
+    pub base_timestamp: I64,
+    pub max_timestamp: I64,
+    pub producer_id: I64,
+    pub producer_epoch: I16,
+    pub base_sequence: I32,
+    pub records_count: I32,
+}
+
+const _: () = assert!(std::mem::size_of::<BatchHeader>() == BATCH_HEADER_SIZE_BYTES);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("{available_bytes} bytes is too short for a batch header")]
+    TruncatedHeader { available_bytes: usize },
+    #[error("batch length {batch_length} is impossible")]
+    BadLength { batch_length: i32 },
+    #[error("batch declares {size_bytes} bytes but only {available_bytes} are present")]
+    TruncatedBatch {
+        size_bytes: usize,
+        available_bytes: usize,
+    },
+    #[error("unsupported magic {magic}, only v2 record batches are accepted")]
+    BadMagic { magic: i8 },
+    #[error("CRC-32C mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
+    BadCrc { expected: u32, actual: u32 },
+    #[error("bad record count {records_count} for last offset delta {last_offset_delta}")]
+    BadRecordCount {
+        records_count: i32,
+        last_offset_delta: i32,
+    },
+    #[error("empty record set")]
+    Empty,
+}
+
+impl BatchHeader {
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset.get() + i64::from(self.last_offset_delta.get())
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        // Validated to be non-negative before any caller sees a header.
+        self.batch_length.get() as usize + BATCH_LENGTH_PREFIX_BYTES
+    }
+
+    pub fn compression_codec(&self) -> i16 {
+        self.attributes.get() & ATTR_COMPRESSION_MASK
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes.get() & ATTR_TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes.get() & ATTR_CONTROL != 0
+    }
+}
+
+/// The header view of the batch starting at `bytes[0]`, after checking only that the header is
+/// there and its length field is sane. Does not look at the CRC.
+pub fn peek_header(bytes: &[u8]) -> Result<&BatchHeader, BatchError> {
+    let (header, _) =
+        BatchHeader::ref_from_prefix(bytes).map_err(|_| BatchError::TruncatedHeader {
+            available_bytes: bytes.len(),
+        })?;
+    let batch_length = header.batch_length.get();
+    if batch_length < (BATCH_HEADER_SIZE_BYTES - BATCH_LENGTH_PREFIX_BYTES) as i32 {
+        return Err(BatchError::BadLength { batch_length });
+    }
+    Ok(header)
+}
+
+/// Validates the batch at the start of `bytes` (which may hold more after it) and returns its
+/// header. Checks length, magic, record count and the CRC-32C over attributes..end.
+pub fn validate(bytes: &[u8]) -> Result<&BatchHeader, BatchError> {
+    let header = peek_header(bytes)?;
+    let size_bytes = header.size_bytes();
+    if size_bytes > bytes.len() {
+        return Err(BatchError::TruncatedBatch {
+            size_bytes,
+            available_bytes: bytes.len(),
+        });
+    }
+    if header.magic != MAGIC_V2 {
+        return Err(BatchError::BadMagic {
+            magic: header.magic,
+        });
+    }
+    let last_offset_delta = header.last_offset_delta.get();
+    let records_count = header.records_count.get();
+    if last_offset_delta < 0 || records_count < 0 || records_count > last_offset_delta + 1 {
+        return Err(BatchError::BadRecordCount {
+            records_count,
+            last_offset_delta,
+        });
+    }
+    let expected = header.crc.get();
+    let actual = crc32c::crc32c(&bytes[CRC_START_BYTES..size_bytes]);
+    if expected != actual {
+        return Err(BatchError::BadCrc { expected, actual });
+    }
+    Ok(header)
+}
+
+/// Summary of one validated batch inside a record set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    pub size_bytes: usize,
+    /// Offsets the batch spans, relative to its own base offset.
+    pub last_offset_delta: i32,
+    pub max_timestamp: i64,
+    pub records_count: i32,
+}
+
+/// Validates every batch of a record set (one or more back-to-back batches, as a Produce
+/// request carries them). A record set with trailing bytes that do not form a whole batch is
+/// refused as a whole.
+pub fn validate_record_set(bytes: &[u8]) -> Result<Vec<BatchInfo>, BatchError> {
+    if bytes.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut infos = Vec::new();
+    let mut position = 0;
+    while position < bytes.len() {
+        let header = validate(&bytes[position..])?;
+        let info = BatchInfo {
+            size_bytes: header.size_bytes(),
+            last_offset_delta: header.last_offset_delta.get(),
+            max_timestamp: header.max_timestamp.get(),
+            records_count: header.records_count.get(),
+        };
+        position += info.size_bytes;
+        infos.push(info);
+    }
+    Ok(infos)
+}
+
+/// Rewrites the two fields the broker owns. Neither is covered by the CRC.
+pub fn assign(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    let (header, _) =
+        BatchHeader::mut_from_prefix(bytes).expect("assign is only called on validated batches");
+    header.base_offset.set(base_offset);
+    header.partition_leader_epoch.set(leader_epoch);
+}
+
+/// Builds a valid v2 batch around `records_count` opaque records of `payload`, for tests and
+/// benchmarks that need well-formed batches without a Kafka client.
+pub fn build_batch(
+    base_timestamp_ms: i64,
+    records_count: i32,
+    payload: &[u8],
+    producer: Option<(i64, i16, i32)>,
+) -> Vec<u8> {
+    assert!(records_count >= 1);
+    let size_bytes = BATCH_HEADER_SIZE_BYTES + payload.len();
+    let mut bytes = vec![0u8; size_bytes];
+    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
+    let header = BatchHeader {
+        base_offset: 0.into(),
+        batch_length: ((size_bytes - BATCH_LENGTH_PREFIX_BYTES) as i32).into(),
+        partition_leader_epoch: 0.into(),
+        magic: MAGIC_V2,
+        crc: 0.into(),
+        attributes: 0.into(),
+        last_offset_delta: (records_count - 1).into(),
+        base_timestamp: base_timestamp_ms.into(),
+        max_timestamp: base_timestamp_ms.into(),
+        producer_id: producer_id.into(),
+        producer_epoch: producer_epoch.into(),
+        base_sequence: base_sequence.into(),
+        records_count: records_count.into(),
+    };
+    bytes[..BATCH_HEADER_SIZE_BYTES].copy_from_slice(header.as_bytes());
+    bytes[BATCH_HEADER_SIZE_BYTES..].copy_from_slice(payload);
+    let crc = crc32c::crc32c(&bytes[CRC_START_BYTES..]);
+    BatchHeader::mut_from_prefix(&mut bytes[..])
+        .expect("buffer holds a header")
+        .0
+        .crc
+        .set(crc);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn built_batch_validates_and_reports_offsets() {
+        let bytes = build_batch(1_000, 5, b"hello world", None);
+        let header = validate(&bytes).unwrap();
+        assert_eq!(header.records_count.get(), 5);
+        assert_eq!(header.last_offset(), 4);
+        assert_eq!(header.size_bytes(), bytes.len());
+    }
+
+    #[test]
+    fn assign_keeps_crc_valid() {
+        let mut bytes = build_batch(1_000, 3, b"abc", None);
+        assign(&mut bytes, 42, 7);
+        let header = validate(&bytes).unwrap();
+        assert_eq!(header.base_offset.get(), 42);
+        assert_eq!(header.partition_leader_epoch.get(), 7);
+        assert_eq!(header.last_offset(), 44);
+    }
+
+    #[test]
+    fn rejects_bad_magic_crc_and_lengths() {
+        let good = build_batch(0, 1, b"x", None);
+        let mut bad_magic = good.clone();
+        bad_magic[16] = 1;
+        assert!(matches!(
+            validate(&bad_magic),
+            Err(BatchError::BadMagic { .. })
+        ));
+        let mut bad_crc = good.clone();
+        *bad_crc.last_mut().unwrap() ^= 0xff;
+        assert!(matches!(validate(&bad_crc), Err(BatchError::BadCrc { .. })));
+        assert!(matches!(
+            validate(&good[..good.len() - 1]),
+            Err(BatchError::TruncatedBatch { .. })
+        ));
+        assert!(matches!(
+            validate(&good[..10]),
+            Err(BatchError::TruncatedHeader { .. })
+        ));
+        let mut bad_len = good.clone();
+        bad_len[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(matches!(
+            validate(&bad_len),
+            Err(BatchError::BadLength { .. })
+        ));
+        assert_eq!(validate_record_set(&[]), Err(BatchError::Empty));
+    }
+
+    #[test]
+    fn record_set_with_trailing_garbage_is_refused() {
+        let mut set = build_batch(0, 2, b"ab", None);
+        set.extend_from_slice(&build_batch(1, 1, b"c", None));
+        assert_eq!(validate_record_set(&set).unwrap().len(), 2);
+        set.extend_from_slice(&[0, 0, 0]);
+        assert!(validate_record_set(&set).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn validation_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = validate_record_set(&bytes);
+        }
+
+        #[test]
+        fn any_single_bit_flip_in_crc_range_is_caught(
+            payload in proptest::collection::vec(any::<u8>(), 0..128),
+            bit in 0usize..8,
+            index_seed in any::<usize>(),
+        ) {
+            let mut bytes = build_batch(5, 1, &payload, None);
+            let index = CRC_START_BYTES + index_seed % (bytes.len() - CRC_START_BYTES);
+            bytes[index] ^= 1 << bit;
+            prop_assert!(validate(&bytes).is_err());
+        }
+    }
+}

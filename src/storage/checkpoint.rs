@@ -1,0 +1,98 @@
+//! The partition's small state file, `partition.state`: the log start offset (moved by
+//! `delete_records`) and the leader-epoch history (epoch → first offset). Rewritten atomically
+//! and rarely (a new epoch, a delete, a truncation); parsed defensively.
+
+use std::path::Path;
+
+use super::error::Result;
+use super::file;
+
+pub const FILE_NAME: &str = "partition.state";
+const HEADER: &str = "ringlog-partition-state v1";
+/// Leader epochs kept; older ones are folded away (Kafka keeps a similar bounded cache).
+pub const EPOCHS_MAX: usize = 4096;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionCheckpoint {
+    pub log_start_offset: i64,
+    /// (leader epoch, first offset written in it), increasing in both.
+    pub epochs: Vec<(i32, i64)>,
+}
+
+impl PartitionCheckpoint {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut text = format!("{HEADER}\nlog_start_offset {}\n", self.log_start_offset);
+        for (epoch, start_offset) in &self.epochs {
+            text.push_str(&format!("epoch {epoch} {start_offset}\n"));
+        }
+        text.into_bytes()
+    }
+
+    /// Parses the file; anything unreadable yields `None` and the log falls back to what its
+    /// segments say.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != HEADER {
+            return None;
+        }
+        let mut checkpoint = PartitionCheckpoint::default();
+        for line in lines {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                ["log_start_offset", value] => checkpoint.log_start_offset = value.parse().ok()?,
+                ["epoch", epoch, start] => {
+                    let entry = (epoch.parse().ok()?, start.parse().ok()?);
+                    if checkpoint
+                        .epochs
+                        .last()
+                        .is_some_and(|last| entry.0 <= last.0 || entry.1 < last.1)
+                    {
+                        return None;
+                    }
+                    checkpoint.epochs.push(entry);
+                }
+                [] => {}
+                _ => return None,
+            }
+        }
+        Some(checkpoint)
+    }
+
+    pub async fn load(dir: &Path) -> Result<Option<Self>> {
+        let bytes = file::read_small_file(&dir.join(FILE_NAME)).await?;
+        Ok(bytes.and_then(|b| {
+            let decoded = Self::decode(&b);
+            if decoded.is_none() {
+                tracing::warn!(dir = %dir.display(), "unreadable {FILE_NAME}, ignoring it");
+            }
+            decoded
+        }))
+    }
+
+    pub async fn store(&self, dir: &Path) -> Result<()> {
+        file::write_file_atomic(&dir.join(FILE_NAME), self.encode()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let checkpoint = PartitionCheckpoint {
+            log_start_offset: 17,
+            epochs: vec![(0, 0), (3, 100)],
+        };
+        assert_eq!(
+            PartitionCheckpoint::decode(&checkpoint.encode()),
+            Some(checkpoint)
+        );
+        assert_eq!(PartitionCheckpoint::decode(b"nonsense"), None);
+        assert_eq!(
+            PartitionCheckpoint::decode(format!("{HEADER}\nepoch 3 5\nepoch 2 9\n").as_bytes()),
+            None
+        );
+    }
+}

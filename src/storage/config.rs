@@ -1,0 +1,146 @@
+//! Per-partition log settings, named after Kafka's topic configs, with ringlog's defaults.
+
+use super::appender::AppenderConfig;
+
+pub const KIB: u64 = 1024;
+pub const MIB: u64 = 1024 * KIB;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment before it grows past this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment once it is this old, even if small.
+    pub segment_ms: Option<u64>,
+    /// `retention.ms`: delete closed segments whose newest batch is older. `None` keeps forever.
+    pub retention_ms: Option<u64>,
+    /// `retention.bytes`: delete the oldest closed segments while the log is larger. `None`
+    /// means unlimited.
+    pub retention_bytes: Option<u64>,
+    /// `index.interval.bytes`: bytes of log between sparse index entries.
+    pub index_interval_bytes: u64,
+    /// `max.message.bytes`: the largest record batch accepted.
+    pub max_message_bytes: u64,
+    /// `flush.messages`: fdatasync once this many messages are unflushed. `None`: never by count.
+    pub flush_messages: Option<u64>,
+    /// `flush.ms`: fdatasync data older than this. `None`: never by time.
+    pub flush_ms: Option<u64>,
+    /// Size of one direct-IO write of log data.
+    pub write_chunk_bytes: u64,
+    /// Largest single direct-IO write (a batch bigger than a chunk gets one write of its size).
+    pub write_size_max_bytes: u64,
+    /// Bytes of log writes in flight per partition before appends wait.
+    pub write_inflight_bytes_max: u64,
+    /// Disk blocks are reserved for the active segment in steps of this size.
+    pub preallocate_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 128 * MIB,
+            segment_ms: Some(7 * 24 * 3600 * 1000),
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            index_interval_bytes: 32 * KIB,
+            max_message_bytes: 1024 * 1024 + 12,
+            flush_messages: None,
+            flush_ms: None,
+            write_chunk_bytes: 16 * KIB,
+            write_size_max_bytes: MIB,
+            write_inflight_bytes_max: 4 * MIB,
+            preallocate_bytes: 32 * MIB,
+        }
+    }
+}
+
+impl LogConfig {
+    pub(crate) fn log_appender(&self) -> AppenderConfig {
+        AppenderConfig {
+            chunk_size_bytes: self.write_chunk_bytes as usize,
+            write_size_max_bytes: self.write_size_max_bytes.max(self.write_chunk_bytes) as usize,
+            inflight_bytes_max: self.write_inflight_bytes_max as usize,
+            preallocate_step_bytes: self.preallocate_bytes.min(self.segment_bytes.max(MIB)),
+        }
+    }
+
+    /// Index files are small: one page per write, preallocated for a full segment's entries.
+    pub(crate) fn index_appender(&self, entry_size_bytes: usize) -> AppenderConfig {
+        let entries_max = self.segment_bytes / self.index_interval_bytes.max(1) + 2;
+        AppenderConfig {
+            chunk_size_bytes: 4 * KIB as usize,
+            write_size_max_bytes: 64 * KIB as usize,
+            inflight_bytes_max: 64 * KIB as usize,
+            preallocate_step_bytes: (entries_max * entry_size_bytes as u64).clamp(4 * KIB, 4 * MIB),
+        }
+    }
+
+    /// Parses one Kafka topic config; `Ok(false)` for names the log does not own.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<bool, String> {
+        let number = || -> Result<i64, String> {
+            value
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("{name}: '{value}' is not an integer"))
+        };
+        let positive = |n: i64| -> Result<u64, String> {
+            u64::try_from(n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{name}: must be positive"))
+        };
+        // Kafka spells "unlimited" as -1.
+        let optional = |n: i64| -> Result<Option<u64>, String> {
+            if n < 0 {
+                Ok(None)
+            } else {
+                Ok(Some(n as u64))
+            }
+        };
+        match name {
+            "segment.bytes" => self.segment_bytes = positive(number()?)?.max(14),
+            "segment.ms" => self.segment_ms = Some(positive(number()?)?),
+            "retention.ms" => self.retention_ms = optional(number()?)?,
+            "retention.bytes" => self.retention_bytes = optional(number()?)?,
+            "index.interval.bytes" => self.index_interval_bytes = positive(number()?)?,
+            "max.message.bytes" => self.max_message_bytes = positive(number()?)?,
+            "flush.messages" => {
+                let n = number()?;
+                // Kafka's default is Long.MAX_VALUE: never.
+                self.flush_messages = if n <= 0 || n == i64::MAX {
+                    None
+                } else {
+                    Some(n as u64)
+                };
+            }
+            "flush.ms" => {
+                let n = number()?;
+                self.flush_ms = if n < 0 || n == i64::MAX {
+                    None
+                } else {
+                    Some(n as u64)
+                };
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_names_parse_with_minus_one_as_unlimited() {
+        let mut config = LogConfig::default();
+        assert_eq!(config.set("retention.bytes", "1048576"), Ok(true));
+        assert_eq!(config.retention_bytes, Some(MIB));
+        assert_eq!(config.set("retention.ms", "-1"), Ok(true));
+        assert_eq!(config.retention_ms, None);
+        assert_eq!(config.set("flush.messages", "1"), Ok(true));
+        assert_eq!(config.flush_messages, Some(1));
+        assert_eq!(config.set("cleanup.policy", "delete"), Ok(false));
+        assert!(config.set("segment.bytes", "lots").is_err());
+        assert!(config.set("segment.bytes", "0").is_err());
+    }
+}

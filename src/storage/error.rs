@@ -1,0 +1,73 @@
+//! The storage subsystem's one error type. The broker maps each variant to a Kafka error code
+//! once, at the protocol edge; storage itself never knows about the wire.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A record batch failed validation (length, magic, CRC-32C, offsets). Kafka: CORRUPT_MESSAGE.
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(#[from] crate::storage::batch::BatchError),
+
+    /// A batch larger than the topic's `max.message.bytes`. Kafka: MESSAGE_TOO_LARGE.
+    #[error("record batch of {size_bytes} bytes exceeds max.message.bytes {limit_bytes}")]
+    BatchTooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
+
+    /// The requested offset lies outside [log start offset, log end offset]. Kafka:
+    /// OFFSET_OUT_OF_RANGE.
+    #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+
+    /// Free space fell below the configured threshold, or the disk is really full; reads keep
+    /// working. Kafka: KAFKA_STORAGE_ERROR.
+    #[error("disk almost full: {free_bytes} bytes free, writes refused below {threshold_bytes}")]
+    DiskFull {
+        free_bytes: u64,
+        threshold_bytes: u64,
+    },
+
+    /// An earlier write to this log failed; the log refuses writes until it is reopened (which
+    /// recovers it from disk). Kafka: KAFKA_STORAGE_ERROR.
+    #[error("log is failed after an earlier I/O error: {0}")]
+    LogFailed(String),
+
+    /// Any other I/O error from the file layer. Kafka: KAFKA_STORAGE_ERROR.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            return StorageError::DiskFull {
+                free_bytes: 0,
+                threshold_bytes: 0,
+            };
+        }
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// True for errors that say the disk or the log is unusable (as opposed to a bad request).
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            StorageError::DiskFull { .. } | StorageError::LogFailed(_) | StorageError::Io { .. }
+        )
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;

@@ -1,0 +1,350 @@
+//! The storage file layer: the only place that calls glommio's file API, so that moving to
+//! another io_uring runtime touches this file and `runtime` alone. Everything here is
+//! shard-local; blocking filesystem calls (directory listing, rename, statvfs) run on glommio's
+//! blocking thread pool, never on the shard thread.
+
+use std::cell::RefCell;
+use std::io;
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::thread::{self, ThreadId};
+
+use bytes::Bytes;
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
+
+use super::error::{Result, StorageError};
+
+/// O_DIRECT alignment assumed by the log format (positions of tail rewrites, read windows).
+pub const PAGE_SIZE_BYTES: u64 = 4096;
+
+pub fn align_down(value: u64) -> u64 {
+    value & !(PAGE_SIZE_BYTES - 1)
+}
+
+pub fn align_up(value: u64) -> u64 {
+    align_down(value + PAGE_SIZE_BYTES - 1)
+}
+
+/// An aligned buffer that the kernel can DMA from.
+pub type AlignedBuffer = DmaBuffer;
+
+/// One open direct-IO file. Cheap to clone; the descriptor closes with the last clone.
+#[derive(Clone)]
+pub struct DirectFile {
+    file: Rc<DmaFile>,
+    path: Rc<PathBuf>,
+}
+
+impl DirectFile {
+    /// Opens `path` for reading and writing, creating it when `create` is set.
+    pub async fn open(path: &Path, create: bool) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .dma_open(path)
+            .await
+            .map_err(|e| StorageError::io(format!("opening {}", path.display()), e.into()))?;
+        Ok(DirectFile {
+            file: Rc::new(file),
+            path: Rc::new(path.to_path_buf()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn alloc_buffer(&self, size_bytes: usize) -> AlignedBuffer {
+        debug_assert_eq!(size_bytes as u64 % PAGE_SIZE_BYTES, 0);
+        self.file.alloc_dma_buffer(size_bytes)
+    }
+
+    /// Writes the whole aligned buffer at the aligned `position`.
+    pub async fn write_at(&self, buffer: AlignedBuffer, position: u64) -> Result<()> {
+        debug_assert_eq!(position % PAGE_SIZE_BYTES, 0);
+        let expected = buffer.len();
+        let written = self
+            .file
+            .write_at(buffer, position)
+            .await
+            .map_err(|e| self.error("writing", e.into()))?;
+        if written != expected {
+            return Err(self.error(
+                "writing",
+                io::Error::new(io::ErrorKind::WriteZero, "short direct write"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads up to `size_bytes` at any `position`, returning fewer at end of file. The bytes are
+    /// the DMA buffer itself, handed out without a copy.
+    pub async fn read_at(&self, position: u64, size_bytes: usize) -> Result<Bytes> {
+        collect_foreign_garbage();
+        if size_bytes == 0 {
+            return Ok(Bytes::new());
+        }
+        let result = self
+            .file
+            .read_at(position, size_bytes)
+            .await
+            .map_err(|e| self.error("reading", e.into()))?;
+        Ok(Bytes::from_owner(ShardOwned::new(result)))
+    }
+
+    pub async fn sync(&self) -> Result<()> {
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| self.error("fdatasync", e.into()))
+    }
+
+    /// Reserves blocks up to `size_bytes` (the file size grows too; unwritten blocks read as
+    /// zeros), so that later writes neither allocate nor fail with ENOSPC.
+    pub async fn preallocate(&self, size_bytes: u64) -> Result<()> {
+        self.file
+            .pre_allocate(size_bytes, false)
+            .await
+            .map_err(|e| self.error("preallocating", e.into()))
+    }
+
+    pub async fn truncate(&self, size_bytes: u64) -> Result<()> {
+        self.file
+            .truncate(size_bytes)
+            .await
+            .map_err(|e| self.error("truncating", e.into()))
+    }
+
+    pub async fn size_bytes(&self) -> Result<u64> {
+        self.file
+            .file_size()
+            .await
+            .map_err(|e| self.error("stat", e.into()))
+    }
+
+    fn error(&self, what: &str, source: io::Error) -> StorageError {
+        StorageError::io(format!("{what} {}", self.path.display()), source)
+    }
+}
+
+/// Keeps a shard-local value (a glommio read buffer, whose bookkeeping is `Rc`-based) alive
+/// inside a `Bytes` that may travel to another shard. Other threads only read the bytes; the
+/// value itself is always dropped on its home thread: a drop elsewhere sends it home, and the
+/// home shard frees it at its next read or housekeeping pass.
+struct ShardOwned {
+    value: ManuallyDrop<ReadResult>,
+    home: ThreadId,
+    home_graveyard: mpsc::Sender<Corpse>,
+}
+
+/// A value in transit to its home thread; only ever dropped there.
+struct Corpse {
+    _buffer: ReadResult,
+}
+
+// SAFETY: a `Corpse` is created on a foreign thread from a `ShardOwned` and dropped only on the
+// home thread, by `collect_foreign_garbage`; no thread but the home thread touches its `Rc`s.
+unsafe impl Send for Corpse {}
+// SAFETY: the foreign thread only reads the immutable DMA memory through `as_ref`; the `Rc`s
+// inside `ReadResult` are touched only by `drop`, which runs on the home thread (see `Drop`).
+unsafe impl Send for ShardOwned {}
+
+thread_local! {
+    static GRAVEYARD: (mpsc::Sender<Corpse>, RefCell<mpsc::Receiver<Corpse>>) = {
+        let (sender, receiver) = mpsc::channel();
+        (sender, RefCell::new(receiver))
+    };
+}
+
+impl ShardOwned {
+    fn new(value: ReadResult) -> Self {
+        ShardOwned {
+            value: ManuallyDrop::new(value),
+            home: thread::current().id(),
+            home_graveyard: GRAVEYARD.with(|(sender, _)| sender.clone()),
+        }
+    }
+}
+
+impl AsRef<[u8]> for ShardOwned {
+    fn as_ref(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+impl Drop for ShardOwned {
+    fn drop(&mut self) {
+        // SAFETY: `value` is taken exactly once, here.
+        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        if thread::current().id() == self.home {
+            drop(value);
+        } else if let Err(mpsc::SendError(corpse)) =
+            self.home_graveyard.send(Corpse { _buffer: value })
+        {
+            // The home shard has exited; its executor and buffers are gone with it.
+            std::mem::forget(corpse);
+        }
+    }
+}
+
+/// Frees read buffers that other shards have finished with. Called on every read and by the
+/// shard's housekeeping; the backlog is bounded by the fetch responses in flight.
+pub fn collect_foreign_garbage() {
+    GRAVEYARD.with(|(_, receiver)| {
+        let receiver = receiver.borrow();
+        while let Ok(corpse) = receiver.try_recv() {
+            drop(corpse);
+        }
+    });
+}
+
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(f).await
+}
+
+pub async fn create_dir_all(path: &Path) -> Result<()> {
+    let owned = path.to_path_buf();
+    blocking(move || std::fs::create_dir_all(&owned))
+        .await
+        .map_err(|e| StorageError::io(format!("creating {}", path.display()), e))
+}
+
+/// The names of the entries of a directory.
+pub async fn list_dir(path: &Path) -> Result<Vec<String>> {
+    let owned = path.to_path_buf();
+    blocking(move || -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&owned)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    })
+    .await
+    .map_err(|e| StorageError::io(format!("listing {}", path.display()), e))
+}
+
+pub async fn remove_file(path: &Path) -> Result<()> {
+    let owned = path.to_path_buf();
+    blocking(move || match std::fs::remove_file(&owned) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    })
+    .await
+    .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))
+}
+
+pub async fn remove_dir_all(path: &Path) -> Result<()> {
+    let owned = path.to_path_buf();
+    blocking(move || match std::fs::remove_dir_all(&owned) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    })
+    .await
+    .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))
+}
+
+/// Makes the directory's entries (new or removed files) durable.
+pub async fn sync_dir(path: &Path) -> Result<()> {
+    let owned = path.to_path_buf();
+    blocking(move || std::fs::File::open(&owned)?.sync_all())
+        .await
+        .map_err(|e| StorageError::io(format!("syncing directory {}", path.display()), e))
+}
+
+/// Replaces a small file atomically and durably: write a temporary, fsync, rename, fsync the
+/// directory. For rarely written state such as checkpoints.
+pub async fn write_file_atomic(path: &Path, contents: Vec<u8>) -> Result<()> {
+    let owned = path.to_path_buf();
+    blocking(move || -> io::Result<()> {
+        use std::io::Write;
+        let temporary = owned.with_extension("tmp");
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(&contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &owned)?;
+        if let Some(parent) = owned.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))
+}
+
+/// Reads a small file whole; `None` when it does not exist.
+pub async fn read_small_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    let owned = path.to_path_buf();
+    blocking(move || match std::fs::read(&owned) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))
+}
+
+/// Bytes available to unprivileged writers on the filesystem holding `path`.
+pub async fn free_space_bytes(path: &Path) -> Result<u64> {
+    let owned = path.to_path_buf();
+    blocking(move || statvfs_available_bytes(&owned))
+        .await
+        .map_err(|e| StorageError::io(format!("statvfs {}", path.display()), e))
+}
+
+fn statvfs_available_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is NUL-terminated and `stat` is a valid out-pointer for statvfs.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// Creates (or keeps) a preallocated ballast file of `size_bytes`. Deleting it frees that much
+/// space at once when the disk fills, enough to let the broker recover.
+pub async fn ensure_ballast(path: &Path, size_bytes: u64) -> Result<()> {
+    if size_bytes == 0 {
+        return Ok(());
+    }
+    let file = DirectFile::open(path, true).await?;
+    if file.size_bytes().await? < size_bytes {
+        file.preallocate(size_bytes).await?;
+        file.sync().await?;
+    }
+    Ok(())
+}
+
+/// Name of the small file used to prime glommio's per-device I/O probe.
+const IO_PROBE_FILE_NAME: &str = ".io-probe";
+
+/// Opens a non-empty file on the device of `dir` before any other direct-IO file. glommio probes
+/// each device for polled I/O with a read of the first file it opens there; if that file is
+/// empty, the probe wrongly concludes polled I/O works and every later read fails with
+/// EOPNOTSUPP on virtio disks (glommio #605/#670). Call once per data directory per process,
+/// before opening any log.
+pub async fn prime_device(dir: &Path) -> Result<()> {
+    create_dir_all(dir).await?;
+    let probe_path = dir.join(IO_PROBE_FILE_NAME);
+    let owned = probe_path.clone();
+    blocking(move || std::fs::write(&owned, vec![0x5au8; PAGE_SIZE_BYTES as usize]))
+        .await
+        .map_err(|e| StorageError::io(format!("writing {}", probe_path.display()), e))?;
+    let probe = DirectFile::open(&probe_path, false).await?;
+    let bytes = probe.read_at(0, PAGE_SIZE_BYTES as usize).await?;
+    if bytes.len() != PAGE_SIZE_BYTES as usize {
+        return Err(StorageError::io(
+            format!("reading {}", probe_path.display()),
+            io::Error::new(io::ErrorKind::UnexpectedEof, "short read of the I/O probe"),
+        ));
+    }
+    Ok(())
+}

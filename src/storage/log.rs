@@ -1,0 +1,822 @@
+//! The partition log: an ordered sequence of segments with a log start offset, a log end
+//! offset and a high watermark kept apart from it. Appends validate and assign offsets in place,
+//! then go to the active segment and the shard's batch cache; durability comes from a group
+//! commit (one fdatasync for every append waiting when it starts). Housekeeping (`tick`) rolls
+//! segments by age, applies retention, flushes by `flush.ms` and writes idle tails.
+//!
+//! Owned by one shard. Appends, rolls, retention and truncation are serialised by one async
+//! lock; reads and durability waits run beside them. No `RefCell` borrow crosses an `.await`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use glommio::sync::Semaphore;
+
+use super::batch;
+use super::cache::{BatchCache, LogUid};
+use super::checkpoint::{PartitionCheckpoint, EPOCHS_MAX};
+use super::config::LogConfig;
+use super::error::{Result, StorageError};
+use super::file;
+use super::notify::Notify;
+use super::now_ms;
+use super::segment::{self, RecoveryReport, Segment};
+use super::space::SpaceGuard;
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp_ms: i64,
+    pub log_start_offset: i64,
+    pub batch_count: usize,
+    pub records_count: i64,
+    pub size_bytes: usize,
+}
+
+/// What a read returns: whole batches as stored, and the log's bounds at the time.
+#[derive(Debug, Clone, Default)]
+pub struct ReadData {
+    pub batches: Vec<Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+impl ReadData {
+    pub fn size_bytes(&self) -> usize {
+        self.batches.iter().map(Bytes::len).sum()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub segment_count: usize,
+    pub recovery: RecoveryReport,
+}
+
+/// Bounds on a read: offsets below `end_offset_exclusive`, about `max_bytes` (the first batch
+/// always comes whole so a consumer can make progress).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    pub end_offset_exclusive: i64,
+    pub max_bytes: usize,
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    uid: LogUid,
+    config: RefCell<LogConfig>,
+    segments: RefCell<BTreeMap<i64, Rc<Segment>>>,
+    state: RefCell<LogState>,
+    /// Serialises appends, rolls, retention and truncation.
+    append_lock: Semaphore,
+    /// Signalled when `durable_offset` moves or the log fails.
+    durable_changed: Notify,
+    cache: Rc<BatchCache>,
+    space: Rc<SpaceGuard>,
+}
+
+#[derive(Debug, Clone)]
+struct LogState {
+    log_start_offset: i64,
+    log_end_offset: i64,
+    high_watermark: i64,
+    /// Every offset below this is durable (fdatasync'd).
+    durable_offset: i64,
+    unflushed_messages: u64,
+    last_flush_ms: i64,
+    epochs: Vec<(i32, i64)>,
+    flush_running: bool,
+    flush_requested_offset: i64,
+    /// Group commits done (each one fdatasync of the active segment).
+    group_commit_count: u64,
+    failure: Option<String>,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering it from disk.
+    pub async fn open(
+        dir: &Path,
+        config: LogConfig,
+        cache: Rc<BatchCache>,
+        space: Rc<SpaceGuard>,
+    ) -> Result<(Rc<Self>, OpenReport)> {
+        file::create_dir_all(dir).await?;
+        let names = file::list_dir(dir).await?;
+        let mut bases: Vec<i64> = names
+            .iter()
+            .filter_map(|name| segment::parse_log_file_name(name))
+            .collect();
+        bases.sort_unstable();
+        for name in &names {
+            if is_orphan_index(name, &bases) || name.ends_with(".tmp") {
+                file::remove_file(&dir.join(name)).await?;
+            }
+        }
+        let checkpoint = PartitionCheckpoint::load(dir).await?.unwrap_or_default();
+
+        let mut segments = BTreeMap::new();
+        let mut report = OpenReport::default();
+        for (i, base) in bases.iter().enumerate() {
+            let segment = match bases.get(i + 1) {
+                Some(next) => Segment::open_sealed(dir, *base, *next, &config).await?,
+                None => {
+                    let (segment, recovery) = Segment::open_active(dir, *base, &config).await?;
+                    if let Some(reason) = &recovery.invalid_reason {
+                        tracing::warn!(dir = %dir.display(), truncated_bytes = recovery.truncated_bytes,
+                            "recovery cut the log at a torn or corrupt batch {reason}");
+                    }
+                    report.recovery = recovery;
+                    segment
+                }
+            };
+            segments.insert(*base, segment);
+        }
+        if segments.is_empty() {
+            let base = checkpoint.log_start_offset.max(0);
+            segments.insert(base, Segment::create(dir, base, &config).await?);
+        }
+        report.segment_count = segments.len();
+
+        let first_base = *segments.keys().next().expect("at least one segment");
+        let log_end_offset = segments.values().next_back().expect("one").next_offset();
+        let log_start_offset = checkpoint
+            .log_start_offset
+            .max(first_base)
+            .min(log_end_offset);
+        let mut epochs: Vec<(i32, i64)> = checkpoint
+            .epochs
+            .iter()
+            .copied()
+            .filter(|(_, start)| *start < log_end_offset)
+            .collect();
+        for (epoch, start) in &report.recovery.epochs {
+            if epochs.last().is_none_or(|(last, _)| epoch > last) {
+                epochs.push((*epoch, *start));
+            }
+        }
+        let log = Rc::new(PartitionLog {
+            dir: dir.to_path_buf(),
+            uid: cache.register_log(),
+            config: RefCell::new(config),
+            segments: RefCell::new(segments),
+            state: RefCell::new(LogState {
+                log_start_offset,
+                log_end_offset,
+                // A lone replica's committed data is all of its log; replication will restore a
+                // checkpointed high watermark instead.
+                high_watermark: log_end_offset,
+                // Recovery synced what it kept.
+                durable_offset: log_end_offset,
+                unflushed_messages: 0,
+                last_flush_ms: now_ms(),
+                epochs,
+                flush_running: false,
+                flush_requested_offset: 0,
+                group_commit_count: 0,
+                failure: None,
+            }),
+            append_lock: Semaphore::new(1),
+            durable_changed: Notify::default(),
+            cache,
+            space,
+        });
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    /// Applies new topic settings; they take effect from the next append or housekeeping pass.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.borrow_mut() = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.state.borrow().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.state.borrow().log_end_offset
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.state.borrow().high_watermark
+    }
+
+    pub fn durable_offset(&self) -> i64 {
+        self.state.borrow().durable_offset
+    }
+
+    /// How many group commits (fdatasyncs of the active segment) the flusher has done.
+    pub fn group_commit_count(&self) -> u64 {
+        self.state.borrow().group_commit_count
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.borrow().len()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments
+            .borrow()
+            .values()
+            .map(|s| s.size_bytes())
+            .sum()
+    }
+
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.borrow().keys().copied().collect()
+    }
+
+    /// The leader-epoch history: (epoch, first offset written in it).
+    pub fn epochs(&self) -> Vec<(i32, i64)> {
+        self.state.borrow().epochs.clone()
+    }
+
+    /// Moves the high watermark; it never passes the log end offset nor goes below the start.
+    pub fn set_high_watermark(&self, offset: i64) {
+        let mut state = self.state.borrow_mut();
+        state.high_watermark = offset.clamp(state.log_start_offset, state.log_end_offset);
+        debug_assert!(state.high_watermark <= state.log_end_offset);
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match &self.state.borrow().failure {
+            Some(reason) => Err(StorageError::LogFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, error: &StorageError) {
+        if error.is_storage_failure() && !matches!(error, StorageError::DiskFull { .. }) {
+            let mut state = self.state.borrow_mut();
+            if state.failure.is_none() {
+                tracing::error!(dir = %self.dir.display(), %error, "partition log failed; writes refused until it is reopened");
+                state.failure = Some(error.to_string());
+            }
+        }
+        self.durable_changed.notify_all();
+    }
+
+    fn active_segment(&self) -> Rc<Segment> {
+        Rc::clone(
+            self.segments
+                .borrow()
+                .values()
+                .next_back()
+                .expect("a log always has a segment"),
+        )
+    }
+
+    async fn lock(&self) -> Result<glommio::sync::Permit<'_>> {
+        self.append_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::LogFailed("log closed".into()))
+    }
+
+    /// Appends a record set (one or more v2 batches, as a Produce request carries them) written
+    /// in `leader_epoch`. The batches are validated, then their `baseOffset` and
+    /// `partitionLeaderEpoch` are rewritten in place; the bytes are not otherwise copied until
+    /// they go to disk. A refused append changes nothing.
+    pub async fn append(
+        self: &Rc<Self>,
+        mut record_set: BytesMut,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        self.space.check_writable()?;
+        let infos = batch::validate_record_set(&record_set)?;
+        let config = self.config();
+        for info in &infos {
+            if info.size_bytes as u64 > config.max_message_bytes {
+                return Err(StorageError::BatchTooLarge {
+                    size_bytes: info.size_bytes,
+                    limit_bytes: config.max_message_bytes as usize,
+                });
+            }
+        }
+        let size_bytes = record_set.len();
+        let offset_span: i64 = infos
+            .iter()
+            .map(|i| i64::from(i.last_offset_delta) + 1)
+            .sum();
+
+        let _permit = self.lock().await?;
+        self.check_failed()?;
+        let now = now_ms();
+        self.record_epoch(leader_epoch).await?;
+        let base_offset = self.log_end_offset();
+        let active = self.active_segment();
+        let segment_expired = config
+            .segment_ms
+            .zip(active.first_append_ms())
+            .is_some_and(|(segment_ms, first)| now - first >= segment_ms as i64);
+        let active = if active.is_sealed()
+            || segment_expired
+            || !active.has_room(
+                size_bytes as u64,
+                base_offset + offset_span - 1,
+                config.segment_bytes,
+            ) {
+            self.roll_locked(&config).await?
+        } else {
+            active
+        };
+        active.reserve(size_bytes).await?;
+
+        let mut position = 0;
+        let mut next_offset = base_offset;
+        for info in &infos {
+            batch::assign(&mut record_set[position..], next_offset, leader_epoch);
+            position += info.size_bytes;
+            next_offset += i64::from(info.last_offset_delta) + 1;
+        }
+        let mut rest = record_set.freeze();
+        let mut next_offset = base_offset;
+        for info in &infos {
+            let batch_bytes = rest.split_to(info.size_bytes);
+            let last_offset = next_offset + i64::from(info.last_offset_delta);
+            if let Err(error) = active.append(&batch_bytes, &config, now).await {
+                self.fail(&error);
+                return Err(error);
+            }
+            self.cache
+                .insert(self.uid, next_offset, last_offset, batch_bytes);
+            next_offset = last_offset + 1;
+        }
+
+        let records_count: i64 = infos.iter().map(|i| i64::from(i.records_count)).sum();
+        let (log_start_offset, flush_due) = {
+            let mut state = self.state.borrow_mut();
+            state.log_end_offset = next_offset;
+            state.unflushed_messages += records_count as u64;
+            let flush_due = config
+                .flush_messages
+                .is_some_and(|n| state.unflushed_messages >= n);
+            (state.log_start_offset, flush_due)
+        };
+        if flush_due {
+            self.request_flush(next_offset);
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            max_timestamp_ms: infos.iter().map(|i| i.max_timestamp).max().unwrap_or(-1),
+            log_start_offset,
+            batch_count: infos.len(),
+            records_count,
+            size_bytes,
+        })
+    }
+
+    /// Remembers the first offset of a new leader epoch, durably, before anything is written
+    /// in it.
+    async fn record_epoch(&self, leader_epoch: i32) -> Result<()> {
+        let checkpoint = {
+            let mut state = self.state.borrow_mut();
+            if state
+                .epochs
+                .last()
+                .is_some_and(|(last, _)| *last >= leader_epoch)
+            {
+                return Ok(());
+            }
+            let start = state.log_end_offset;
+            state.epochs.push((leader_epoch, start));
+            if state.epochs.len() > EPOCHS_MAX {
+                state.epochs.remove(0);
+            }
+            self.checkpoint_locked(&state)
+        };
+        checkpoint.store(&self.dir).await
+    }
+
+    fn checkpoint_locked(&self, state: &LogState) -> PartitionCheckpoint {
+        PartitionCheckpoint {
+            log_start_offset: state.log_start_offset,
+            epochs: state.epochs.clone(),
+        }
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset. Holds the lock.
+    async fn roll_locked(&self, config: &LogConfig) -> Result<Rc<Segment>> {
+        let active = self.active_segment();
+        if !active.is_sealed() {
+            if active.is_empty() {
+                return Ok(active);
+            }
+            if let Err(error) = active.seal().await {
+                self.fail(&error);
+                return Err(error);
+            }
+        }
+        let base_offset = self.log_end_offset();
+        let segment = Segment::create(&self.dir, base_offset, config).await?;
+        self.segments
+            .borrow_mut()
+            .insert(base_offset, Rc::clone(&segment));
+        {
+            let mut state = self.state.borrow_mut();
+            // Sealing synced everything before the new segment.
+            state.durable_offset = state.durable_offset.max(base_offset);
+        }
+        self.durable_changed.notify_all();
+        tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
+        Ok(segment)
+    }
+
+    /// Waits until every offset below `offset_exclusive` is durable, sharing one fdatasync
+    /// with every other waiter (group commit).
+    pub async fn wait_durable(self: &Rc<Self>, offset_exclusive: i64) -> Result<()> {
+        self.request_flush(offset_exclusive);
+        self.durable_changed
+            .wait_for(|| {
+                let state = self.state.borrow();
+                if state.durable_offset >= offset_exclusive {
+                    return Some(Ok(()));
+                }
+                state
+                    .failure
+                    .as_ref()
+                    .map(|reason| Err(StorageError::LogFailed(reason.clone())))
+            })
+            .await
+    }
+
+    /// Makes everything appended so far durable.
+    pub async fn flush(self: &Rc<Self>) -> Result<()> {
+        self.wait_durable(self.log_end_offset()).await
+    }
+
+    /// Starts the flusher unless it runs already; it keeps going while requests are ahead of
+    /// the durable offset, so appends arriving during an fdatasync share the next one.
+    fn request_flush(self: &Rc<Self>, offset_exclusive: i64) {
+        let mut state = self.state.borrow_mut();
+        state.flush_requested_offset = state.flush_requested_offset.max(offset_exclusive);
+        if state.flush_running || state.durable_offset >= state.flush_requested_offset {
+            return;
+        }
+        state.flush_running = true;
+        drop(state);
+        let log = Rc::clone(self);
+        glommio::spawn_local(async move { log.flush_loop().await }).detach();
+    }
+
+    async fn flush_loop(&self) {
+        loop {
+            let (target_offset, segment) = {
+                let mut state = self.state.borrow_mut();
+                if state.durable_offset >= state.flush_requested_offset || state.failure.is_some() {
+                    state.flush_running = false;
+                    drop(state);
+                    self.durable_changed.notify_all();
+                    return;
+                }
+                (state.log_end_offset, self.active_segment())
+            };
+            let result = segment.sync().await;
+            match result {
+                Ok(()) => {
+                    let mut state = self.state.borrow_mut();
+                    state.durable_offset = state.durable_offset.max(target_offset);
+                    state.unflushed_messages = 0;
+                    state.last_flush_ms = now_ms();
+                    state.group_commit_count += 1;
+                }
+                Err(error) => self.fail(&error),
+            }
+            self.durable_changed.notify_all();
+        }
+    }
+}
+
+fn is_orphan_index(name: &str, bases: &[i64]) -> bool {
+    let stem = name
+        .strip_suffix(segment::INDEX_SUFFIX)
+        .or_else(|| name.strip_suffix(segment::TIME_INDEX_SUFFIX));
+    match stem.and_then(|s| s.parse::<i64>().ok()) {
+        Some(base) => bases.binary_search(&base).is_err(),
+        None => false,
+    }
+}
+
+impl PartitionLog {
+    /// Reads whole batches from `start_offset`: from the batch cache when the tail is there,
+    /// else from the segments. The bytes are the cached `Bytes` or the DMA read buffer itself.
+    pub async fn read(&self, start_offset: i64, limits: ReadLimits) -> Result<ReadData> {
+        let (log_start_offset, log_end_offset, high_watermark) = {
+            let state = self.state.borrow();
+            (
+                state.log_start_offset,
+                state.log_end_offset,
+                state.high_watermark,
+            )
+        };
+        if start_offset < log_start_offset || start_offset > log_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: start_offset,
+                log_start_offset,
+                log_end_offset,
+            });
+        }
+        let mut data = ReadData {
+            batches: Vec::new(),
+            high_watermark,
+            log_start_offset,
+            log_end_offset,
+        };
+        let end_offset_exclusive = limits.end_offset_exclusive.min(log_end_offset);
+        if start_offset >= end_offset_exclusive {
+            return Ok(data);
+        }
+        data.batches = self.cache.read(
+            self.uid,
+            start_offset,
+            end_offset_exclusive,
+            limits.max_bytes,
+        );
+        if !data.batches.is_empty() {
+            return Ok(data);
+        }
+        let config = self.config();
+        let mut offset = start_offset;
+        loop {
+            let segment = {
+                let segments = self.segments.borrow();
+                let floor = segments
+                    .range(..=offset)
+                    .next_back()
+                    .map(|(_, s)| Rc::clone(s));
+                // Below the first segment (a start offset inside a deleted range) read from it.
+                floor.or_else(|| segments.values().next().cloned())
+            };
+            let Some(segment) = segment else {
+                return Ok(data);
+            };
+            let next_offset = segment.next_offset();
+            data.batches = segment
+                .read(offset, end_offset_exclusive, limits.max_bytes, &config)
+                .await?;
+            if !data.batches.is_empty()
+                || next_offset >= end_offset_exclusive
+                || next_offset <= offset
+            {
+                return Ok(data);
+            }
+            // The segment ends before `offset` has data: continue in the next one.
+            offset = next_offset;
+        }
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp_ms`, as (offset, timestamp);
+    /// `None` when every batch is older. The offset is that batch's base offset.
+    pub async fn find_offset_by_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+        let segments: Vec<Rc<Segment>> = self.segments.borrow().values().cloned().collect();
+        let log_start_offset = self.log_start_offset();
+        for segment in segments {
+            if segment.next_offset() <= log_start_offset
+                || segment.max_timestamp_ms() < timestamp_ms
+            {
+                continue;
+            }
+            if let Some((offset, timestamp)) = segment.find_by_timestamp(timestamp_ms).await? {
+                return Ok(Some((offset.max(log_start_offset), timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset at which `epoch` ended (the start of the next higher epoch, or the log end
+    /// offset for the latest), with the largest epoch at or below the one asked for; Kafka's
+    /// OffsetForLeaderEpoch. `None` when `epoch` is older than anything known.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let state = self.state.borrow();
+        let index = state.epochs.partition_point(|(e, _)| *e <= epoch);
+        let (found_epoch, _) = *state.epochs.get(index.checked_sub(1)?)?;
+        let end = state
+            .epochs
+            .get(index)
+            .map_or(state.log_end_offset, |(_, start)| *start);
+        Some((found_epoch, end))
+    }
+
+    /// Housekeeping, called periodically by the shard: write idle tails, flush by `flush.ms`,
+    /// roll by `segment.ms`, apply retention.
+    pub async fn tick(self: &Rc<Self>, now_ms: i64) -> Result<()> {
+        let config = self.config();
+        let (flush_due, log_end_offset) = {
+            let state = self.state.borrow();
+            let due = config
+                .flush_ms
+                .is_some_and(|ms| now_ms - state.last_flush_ms >= ms as i64)
+                && state.durable_offset < state.log_end_offset;
+            (due, state.log_end_offset)
+        };
+        if flush_due {
+            self.request_flush(log_end_offset);
+        } else if !self.state.borrow().flush_running {
+            self.active_segment().write_behind().await?;
+        }
+        let active = self.active_segment();
+        let roll_due = config
+            .segment_ms
+            .zip(active.first_append_ms())
+            .is_some_and(|(ms, first)| now_ms - first >= ms as i64);
+        if roll_due && !active.is_empty() {
+            let _permit = self.lock().await?;
+            // Re-check under the lock: an append may have rolled meanwhile.
+            if Rc::ptr_eq(&active, &self.active_segment()) {
+                self.roll_locked(&config).await?;
+            }
+        }
+        self.enforce_retention(now_ms).await.map(|_| ())
+    }
+
+    /// Deletes whole closed segments past `retention.ms` / `retention.bytes` or wholly below the
+    /// log start offset, never past the high watermark. Returns how many were deleted.
+    pub async fn enforce_retention(self: &Rc<Self>, now_ms: i64) -> Result<usize> {
+        let config = self.config();
+        let _permit = self.lock().await?;
+        let (high_watermark, log_start_offset) = {
+            let state = self.state.borrow();
+            (state.high_watermark, state.log_start_offset)
+        };
+        let expired = |segment: &Segment| {
+            config
+                .retention_ms
+                .is_some_and(|ms| segment.max_timestamp_ms() < now_ms.saturating_sub(ms as i64))
+        };
+        // A wholly expired active segment is rolled so that it can go too, as Kafka does.
+        let active = self.active_segment();
+        if !active.is_empty() && expired(&active) && active.next_offset() <= high_watermark {
+            self.roll_locked(&config).await?;
+        }
+        let mut total_size_bytes = self.size_bytes();
+        let mut doomed = Vec::new();
+        {
+            let segments = self.segments.borrow();
+            let sealed_count = segments.len() - 1;
+            for segment in segments.values().take(sealed_count) {
+                let over_size = config
+                    .retention_bytes
+                    .is_some_and(|limit| total_size_bytes - segment.size_bytes() >= limit);
+                let deletable = segment.next_offset() <= high_watermark
+                    && (expired(segment) || over_size || segment.next_offset() <= log_start_offset);
+                if !deletable {
+                    break;
+                }
+                total_size_bytes -= segment.size_bytes();
+                doomed.push(Rc::clone(segment));
+            }
+        }
+        self.delete_segments_locked(&doomed).await?;
+        Ok(doomed.len())
+    }
+
+    async fn delete_segments_locked(&self, doomed: &[Rc<Segment>]) -> Result<()> {
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let new_start = {
+            let mut segments = self.segments.borrow_mut();
+            for segment in doomed {
+                segments.remove(&segment.base_offset());
+            }
+            *segments
+                .keys()
+                .next()
+                .expect("the active segment is never deleted")
+        };
+        {
+            let mut state = self.state.borrow_mut();
+            state.log_start_offset = state.log_start_offset.max(new_start);
+        }
+        self.cache
+            .invalidate_before(self.uid, self.log_start_offset());
+        for segment in doomed {
+            segment.delete().await?;
+            tracing::debug!(dir = %self.dir.display(), base_offset = segment.base_offset(), "deleted segment");
+        }
+        file::sync_dir(&self.dir).await
+    }
+
+    /// Kafka's DeleteRecords: moves the log start offset up to `offset` (at most the high
+    /// watermark) durably, and deletes the segments wholly below it. Returns the new start.
+    pub async fn delete_records(self: &Rc<Self>, offset: i64) -> Result<i64> {
+        let _permit = self.lock().await?;
+        let checkpoint = {
+            let mut state = self.state.borrow_mut();
+            if offset > state.high_watermark || offset < 0 {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: state.log_start_offset,
+                    log_end_offset: state.log_end_offset,
+                });
+            }
+            if offset <= state.log_start_offset {
+                return Ok(state.log_start_offset);
+            }
+            state.log_start_offset = offset;
+            self.checkpoint_locked(&state)
+        };
+        checkpoint.store(&self.dir).await?;
+        let doomed: Vec<Rc<Segment>> = {
+            let segments = self.segments.borrow();
+            let sealed_count = segments.len() - 1;
+            segments
+                .values()
+                .take(sealed_count)
+                .take_while(|s| s.next_offset() <= offset)
+                .cloned()
+                .collect()
+        };
+        self.delete_segments_locked(&doomed).await?;
+        self.cache.invalidate_before(self.uid, offset);
+        Ok(self.log_start_offset())
+    }
+
+    /// Removes every batch that holds `offset` or a later one (for replication: a follower
+    /// cutting its log back to the leader's). The log then ends at a batch boundary at or below
+    /// `offset`. Returns the new log end offset.
+    pub async fn truncate_to(self: &Rc<Self>, offset: i64) -> Result<i64> {
+        let _permit = self.lock().await?;
+        if offset >= self.log_end_offset() {
+            return Ok(self.log_end_offset());
+        }
+        // Let a running group commit finish: it may be waiting on bytes about to be cut.
+        self.durable_changed
+            .wait_for(|| (!self.state.borrow().flush_running).then_some(()))
+            .await;
+        let config = self.config();
+        let first_base = *self.segments.borrow().keys().next().expect("one segment");
+        let doomed: Vec<Rc<Segment>> = self
+            .segments
+            .borrow()
+            .values()
+            .filter(|s| s.base_offset() >= offset.max(first_base + 1) || offset <= first_base)
+            .cloned()
+            .collect();
+        for segment in &doomed {
+            self.segments.borrow_mut().remove(&segment.base_offset());
+        }
+        for segment in &doomed {
+            segment.delete().await?;
+        }
+        let new_end = if self.segments.borrow().is_empty() {
+            let base = offset.max(0);
+            let segment = Segment::create(&self.dir, base, &config).await?;
+            self.segments.borrow_mut().insert(base, segment);
+            base
+        } else {
+            file::sync_dir(&self.dir).await?;
+            let last = self.active_segment();
+            match last.truncate_to(offset, &config).await {
+                Ok(end) => end,
+                Err(error) => {
+                    self.fail(&error);
+                    return Err(error);
+                }
+            }
+        };
+        let checkpoint = {
+            let mut state = self.state.borrow_mut();
+            state.log_end_offset = new_end;
+            state.log_start_offset = state.log_start_offset.min(new_end);
+            if self.segments.borrow().len() == 1 && offset <= first_base {
+                state.log_start_offset = new_end;
+            }
+            state.high_watermark = state.high_watermark.min(new_end);
+            state.durable_offset = state.durable_offset.min(new_end);
+            state.flush_requested_offset = state.flush_requested_offset.min(new_end);
+            state.epochs.retain(|(_, start)| *start < new_end);
+            self.checkpoint_locked(&state)
+        };
+        self.cache.invalidate_from(self.uid, new_end);
+        checkpoint.store(&self.dir).await?;
+        Ok(new_end)
+    }
+
+    /// Makes everything durable and the index files complete, for a clean shutdown. Appends
+    /// after this are refused.
+    pub async fn close(self: &Rc<Self>) -> Result<()> {
+        let _permit = self.lock().await?;
+        self.flush().await?;
+        self.durable_changed
+            .wait_for(|| (!self.state.borrow().flush_running).then_some(()))
+            .await;
+        self.active_segment().sync().await?;
+        self.append_lock.close();
+        Ok(())
+    }
+}

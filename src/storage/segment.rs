@@ -1,0 +1,948 @@
+//! One segment of a partition log: `<base offset>.log` holding record batches exactly as they
+//! travel on the wire, with its sparse `.index` and `.timeindex`. The last segment of a log is
+//! active (appended to through an `Appender`); the others are sealed: synced, cut to their
+//! exact size, immutable.
+//!
+//! Index entries reach their files only after the log bytes they point at are durable, so a
+//! valid index entry found at recovery proves the log before it is whole: recovery validates
+//! the last entries, then scans the log only from there.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::sync::Semaphore;
+
+use super::appender::Appender;
+use super::batch::{self, BATCH_HEADER_SIZE_BYTES};
+use super::config::LogConfig;
+use super::error::{Result, StorageError};
+use super::file::{self, DirectFile};
+use super::index::{
+    self, IndexFiles, OffsetEntry, SegmentIndex, TimeEntry, OFFSET_ENTRY_SIZE_BYTES,
+    TIME_ENTRY_SIZE_BYTES,
+};
+use super::scan::{self, ScanStop};
+
+pub const LOG_SUFFIX: &str = ".log";
+pub const INDEX_SUFFIX: &str = ".index";
+pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
+
+/// Bytes past the requested size read in one go, so a fetch that starts just after an index
+/// entry still finds its batches in one disk read.
+const READ_SLACK_BYTES: usize = 64 * 1024;
+/// Largest single disk read for a fetch.
+const READ_SIZE_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+pub fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}{suffix}")
+}
+
+/// The base offset named by a segment's `.log` file name.
+pub fn parse_log_file_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(LOG_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+pub struct Segment {
+    base_offset: i64,
+    dir: PathBuf,
+    log: DirectFile,
+    appender: RefCell<Option<Rc<Appender>>>,
+    index: RefCell<SegmentIndex>,
+    state: RefCell<SegmentState>,
+    /// Appended batches not yet wholly on disk, oldest first, served to readers from memory.
+    /// Bounded by the appender's unwritten bytes (writes in flight plus the unflushed tail).
+    pending: RefCell<VecDeque<PendingBatch>>,
+    /// Serialises appends to the index files (from syncs and from sealing).
+    index_write_lock: Semaphore,
+    /// Index entries already handed to the index files.
+    persisted: Cell<(usize, usize)>,
+}
+
+#[derive(Debug, Clone)]
+struct SegmentState {
+    size_bytes: u64,
+    next_offset: i64,
+    /// Largest batch max timestamp; `i64::MIN` while empty.
+    max_timestamp_ms: i64,
+    bytes_since_index: u64,
+    /// When the first batch arrived, for `segment.ms`.
+    first_append_ms: Option<i64>,
+    sealed: bool,
+}
+
+struct PendingBatch {
+    end_position: u64,
+    base_offset: i64,
+    last_offset: i64,
+    bytes: Bytes,
+}
+
+/// What recovery found in the active segment.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub scanned_bytes: u64,
+    pub truncated_bytes: u64,
+    pub invalid_reason: Option<String>,
+    /// Leader epochs of the scanned batches, in log order: (epoch, first offset).
+    pub epochs: Vec<(i32, i64)>,
+}
+
+impl Segment {
+    fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            dir.join(file_name(base_offset, LOG_SUFFIX)),
+            dir.join(file_name(base_offset, INDEX_SUFFIX)),
+            dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)),
+        )
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.state.borrow().next_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().size_bytes
+    }
+
+    pub fn max_timestamp_ms(&self) -> i64 {
+        self.state.borrow().max_timestamp_ms
+    }
+
+    pub fn first_append_ms(&self) -> Option<i64> {
+        self.state.borrow().first_append_ms
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.state.borrow().sealed
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.borrow().size_bytes == 0
+    }
+
+    pub fn index_entry_count(&self) -> usize {
+        self.index.borrow().offsets().len()
+    }
+
+    fn appender(&self) -> Result<Rc<Appender>> {
+        self.appender.borrow().clone().ok_or_else(|| {
+            StorageError::LogFailed(format!("segment {} is sealed", self.base_offset))
+        })
+    }
+
+    /// Opens the index files for appending. With `cut`, they are cut durably to those sizes
+    /// (bytes); without, appending resumes at their current sizes.
+    async fn open_index_files(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        cut: Option<(u64, u64)>,
+    ) -> Result<IndexFiles> {
+        let (_, index_path, time_index_path) = Self::paths(dir, base_offset);
+        let mut appenders = Vec::with_capacity(2);
+        for (path, entry_size, cut_bytes) in [
+            (&index_path, OFFSET_ENTRY_SIZE_BYTES, cut.map(|c| c.0)),
+            (&time_index_path, TIME_ENTRY_SIZE_BYTES, cut.map(|c| c.1)),
+        ] {
+            let file = DirectFile::open(path, true).await?;
+            let end = match cut_bytes {
+                Some(end) => end.min(file.size_bytes().await?),
+                None => file.size_bytes().await?,
+            };
+            let appender = Appender::open(file, config.index_appender(entry_size), end).await?;
+            if cut_bytes.is_some() {
+                appender.truncate(end).await?;
+            }
+            appenders.push(appender);
+        }
+        let times = appenders.pop().expect("two appenders");
+        let offsets = appenders.pop().expect("two appenders");
+        Ok(IndexFiles { offsets, times })
+    }
+
+    /// Creates a new, empty active segment and makes its files' names durable.
+    pub async fn create(dir: &Path, base_offset: i64, config: &LogConfig) -> Result<Rc<Self>> {
+        let (log_path, _, _) = Self::paths(dir, base_offset);
+        let log = DirectFile::open(&log_path, true).await?;
+        log.truncate(0).await?;
+        let appender = Appender::open(log.clone(), config.log_appender(), 0).await?;
+        let files = Self::open_index_files(dir, base_offset, config, Some((0, 0))).await?;
+        file::sync_dir(dir).await?;
+        Ok(Rc::new(Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log,
+            appender: RefCell::new(Some(appender)),
+            index: RefCell::new(SegmentIndex::new(Vec::new(), Vec::new(), Some(files))),
+            state: RefCell::new(SegmentState {
+                size_bytes: 0,
+                next_offset: base_offset,
+                max_timestamp_ms: i64::MIN,
+                bytes_since_index: 0,
+                first_append_ms: None,
+                sealed: false,
+            }),
+            pending: RefCell::new(VecDeque::new()),
+            index_write_lock: Semaphore::new(1),
+            persisted: Cell::new((0, 0)),
+        }))
+    }
+
+    async fn read_index_entries(
+        dir: &Path,
+        base_offset: i64,
+    ) -> Result<(Vec<OffsetEntry>, Vec<TimeEntry>)> {
+        let (_, index_path, time_index_path) = Self::paths(dir, base_offset);
+        let offsets = file::read_small_file(&index_path)
+            .await?
+            .unwrap_or_default();
+        let times = file::read_small_file(&time_index_path)
+            .await?
+            .unwrap_or_default();
+        Ok((
+            index::parse_offset_entries(&offsets),
+            index::parse_time_entries(&times),
+        ))
+    }
+
+    /// Opens a sealed segment whose successor starts at `next_offset`. Its index is checked
+    /// against the log's size and rebuilt from the log when missing or damaged.
+    pub async fn open_sealed(
+        dir: &Path,
+        base_offset: i64,
+        next_offset: i64,
+        config: &LogConfig,
+    ) -> Result<Rc<Self>> {
+        let (log_path, _, _) = Self::paths(dir, base_offset);
+        let log = DirectFile::open(&log_path, false).await?;
+        let size_bytes = log.size_bytes().await?;
+        let (offsets, times) = Self::read_index_entries(dir, base_offset).await?;
+        let relative_end = next_offset - base_offset;
+        let index_plausible = offsets.last().is_none_or(|last| {
+            u64::from(last.position) < size_bytes && i64::from(last.relative_offset) < relative_end
+        }) && times
+            .last()
+            .is_some_and(|last| i64::from(last.relative_offset) <= relative_end)
+            && (size_bytes <= 2 * config.index_interval_bytes || !offsets.is_empty());
+        let segment = Rc::new(Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log,
+            appender: RefCell::new(None),
+            index: RefCell::new(SegmentIndex::new(offsets, times, None)),
+            state: RefCell::new(SegmentState {
+                size_bytes,
+                next_offset,
+                max_timestamp_ms: i64::MIN,
+                bytes_since_index: 0,
+                first_append_ms: None,
+                sealed: true,
+            }),
+            pending: RefCell::new(VecDeque::new()),
+            index_write_lock: Semaphore::new(1),
+            persisted: Cell::new((0, 0)),
+        });
+        if index_plausible || size_bytes == 0 {
+            let max_timestamp_ms = segment
+                .index
+                .borrow()
+                .last_time()
+                .map_or(i64::MIN, |t| t.timestamp_ms);
+            segment.state.borrow_mut().max_timestamp_ms = max_timestamp_ms;
+        } else {
+            tracing::warn!(dir = %dir.display(), base_offset, "index missing or damaged, rebuilding from the log");
+            segment.rebuild_sealed_index(config).await?;
+        }
+        Ok(segment)
+    }
+
+    /// Rebuilds a sealed segment's indexes with one full validating scan of its log.
+    async fn rebuild_sealed_index(self: &Rc<Self>, config: &LogConfig) -> Result<()> {
+        *self.index.borrow_mut() = SegmentIndex::new(Vec::new(), Vec::new(), None);
+        let size_bytes = self.size_bytes();
+        let outcome = self
+            .scan_into_index(0, size_bytes, self.base_offset, config, &mut Vec::new())
+            .await?;
+        if let ScanStop::Invalid { position, reason } = &outcome.stop {
+            return Err(StorageError::LogFailed(format!(
+                "sealed segment {}/{} is corrupt at {position}: {reason}",
+                self.dir.display(),
+                self.base_offset
+            )));
+        }
+        let files =
+            Self::open_index_files(&self.dir, self.base_offset, config, Some((0, 0))).await?;
+        self.index.borrow_mut().set_files(files);
+        self.persisted.set((0, 0));
+        self.finish_index().await
+    }
+
+    /// Scans `[start, end)` with full validation, recording index entries and stats as appends
+    /// would. Collects the epochs seen.
+    async fn scan_into_index(
+        &self,
+        start_position: u64,
+        end_position: u64,
+        expected_offset: i64,
+        config: &LogConfig,
+        epochs: &mut Vec<(i32, i64)>,
+    ) -> Result<scan::ScanOutcome> {
+        let batch_size_max = (config.segment_bytes.max(config.max_message_bytes) as usize)
+            .max(BATCH_HEADER_SIZE_BYTES);
+        scan::scan(
+            &self.log,
+            start_position,
+            end_position,
+            true,
+            Some(expected_offset),
+            batch_size_max,
+            |batch| {
+                let header = batch.header;
+                let epoch = header.partition_leader_epoch.get();
+                if epochs.last().is_none_or(|(last, _)| epoch > *last) {
+                    epochs.push((epoch, header.base_offset.get()));
+                }
+                self.record_batch(
+                    batch.position,
+                    header.base_offset.get(),
+                    header.last_offset(),
+                    header.max_timestamp.get(),
+                    batch.bytes.len() as u64,
+                    config.index_interval_bytes,
+                );
+                ControlFlow::Continue(())
+            },
+        )
+        .await
+    }
+
+    /// Opens the last segment of a log for appending: validates the index's last entries, scans
+    /// the log from the last good one, and cuts the log and its indexes at the first torn or
+    /// corrupt batch.
+    pub async fn open_active(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+    ) -> Result<(Rc<Self>, RecoveryReport)> {
+        let (log_path, _, _) = Self::paths(dir, base_offset);
+        let log = DirectFile::open(&log_path, true).await?;
+        let file_size_bytes = log.size_bytes().await?;
+        let (mut offsets, mut times) = Self::read_index_entries(dir, base_offset).await?;
+
+        // The last index entry that points at a valid batch with the offset it names.
+        let mut start = None;
+        while let Some(entry) = offsets.last().copied() {
+            if u64::from(entry.position) < file_size_bytes
+                && Self::entry_is_valid(&log, entry, base_offset, config).await?
+            {
+                start = Some(entry);
+                break;
+            }
+            offsets.pop();
+        }
+        let (start_position, start_offset) = match start {
+            Some(entry) => (
+                u64::from(entry.position),
+                base_offset + i64::from(entry.relative_offset),
+            ),
+            None => (0, base_offset),
+        };
+        let start_relative = (start_offset - base_offset) as u32;
+        times.retain(|t| t.relative_offset <= start_relative);
+        let max_timestamp_before = times.last().map_or(i64::MIN, |t| t.timestamp_ms);
+        let kept = (offsets.len(), times.len());
+
+        let segment = Rc::new(Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log: log.clone(),
+            appender: RefCell::new(None),
+            index: RefCell::new(SegmentIndex::new(offsets, times, None)),
+            state: RefCell::new(SegmentState {
+                size_bytes: start_position,
+                next_offset: start_offset,
+                max_timestamp_ms: max_timestamp_before,
+                bytes_since_index: 0,
+                first_append_ms: None,
+                sealed: false,
+            }),
+            pending: RefCell::new(VecDeque::new()),
+            index_write_lock: Semaphore::new(1),
+            persisted: Cell::new(kept),
+        });
+        let mut report = RecoveryReport::default();
+        let outcome = segment
+            .scan_into_index(
+                start_position,
+                file_size_bytes,
+                start_offset,
+                config,
+                &mut report.epochs,
+            )
+            .await?;
+        let valid_end = outcome.end_position;
+        report.scanned_bytes = valid_end - start_position;
+        if let ScanStop::Invalid { position, reason } = &outcome.stop {
+            // Zeros after the data are preallocated space, not damage.
+            let tail = log
+                .read_at(*position, (file_size_bytes - position).min(4096) as usize)
+                .await?;
+            if tail.iter().any(|b| *b != 0) {
+                report.invalid_reason = Some(format!("at position {position}: {reason}"));
+            }
+        }
+        report.truncated_bytes = file_size_bytes - valid_end;
+
+        // Cut everything past the valid end, so nothing stale can ever follow new appends.
+        let appender = Appender::open(log, config.log_appender(), valid_end).await?;
+        appender.truncate(valid_end).await?;
+        let cut = (
+            (kept.0 * OFFSET_ENTRY_SIZE_BYTES) as u64,
+            (kept.1 * TIME_ENTRY_SIZE_BYTES) as u64,
+        );
+        let files = Self::open_index_files(dir, base_offset, config, Some(cut)).await?;
+        segment.index.borrow_mut().set_files(files);
+        *segment.appender.borrow_mut() = Some(appender);
+        if !segment.is_empty() {
+            segment.state.borrow_mut().first_append_ms = Some(crate::storage::now_ms());
+        }
+        // Everything that survived is durable now: persist the rebuilt entries.
+        segment.persist_index(valid_end, false).await?;
+        Ok((segment, report))
+    }
+
+    async fn entry_is_valid(
+        log: &DirectFile,
+        entry: OffsetEntry,
+        base_offset: i64,
+        config: &LogConfig,
+    ) -> Result<bool> {
+        let header_bytes = log
+            .read_at(u64::from(entry.position), BATCH_HEADER_SIZE_BYTES)
+            .await?;
+        let Ok(header) = batch::peek_header(&header_bytes) else {
+            return Ok(false);
+        };
+        let size = header.size_bytes();
+        if header.base_offset.get() != base_offset + i64::from(entry.relative_offset)
+            || size as u64 > config.segment_bytes.max(config.max_message_bytes)
+        {
+            return Ok(false);
+        }
+        let whole = log.read_at(u64::from(entry.position), size).await?;
+        Ok(batch::validate(&whole).is_ok())
+    }
+
+    /// Updates index and stats for a batch placed at `position`; shared by append and recovery.
+    fn record_batch(
+        &self,
+        position: u64,
+        base_offset: i64,
+        last_offset: i64,
+        max_timestamp_ms: i64,
+        size_bytes: u64,
+        index_interval_bytes: u64,
+    ) {
+        let mut state = self.state.borrow_mut();
+        if state.bytes_since_index >= index_interval_bytes && position > 0 {
+            let relative_offset = (base_offset - self.base_offset) as u32;
+            let mut index = self.index.borrow_mut();
+            let time = (state.max_timestamp_ms
+                > index.last_time().map_or(i64::MIN, |t| t.timestamp_ms))
+            .then_some(TimeEntry {
+                timestamp_ms: state.max_timestamp_ms,
+                relative_offset,
+            });
+            index.push(
+                OffsetEntry {
+                    relative_offset,
+                    position: position as u32,
+                },
+                time,
+            );
+            state.bytes_since_index = 0;
+        }
+        state.bytes_since_index += size_bytes;
+        state.size_bytes = position + size_bytes;
+        state.next_offset = last_offset + 1;
+        state.max_timestamp_ms = state.max_timestamp_ms.max(max_timestamp_ms);
+    }
+
+    /// Whether a batch of `size_bytes` spanning up to `last_offset` fits this segment.
+    pub fn has_room(&self, size_bytes: u64, last_offset: i64, segment_bytes: u64) -> bool {
+        let state = self.state.borrow();
+        state.size_bytes == 0
+            || (state.size_bytes + size_bytes <= segment_bytes
+                && last_offset - self.base_offset <= i64::from(u32::MAX)
+                && state.size_bytes + size_bytes <= u64::from(u32::MAX))
+    }
+
+    /// Reserves disk space for `size_bytes` more. Nothing changes when it fails.
+    pub async fn reserve(&self, size_bytes: usize) -> Result<()> {
+        self.appender()?.reserve(size_bytes).await
+    }
+
+    /// Appends one batch whose offsets are already assigned.
+    pub async fn append(&self, bytes: &Bytes, config: &LogConfig, now_ms: i64) -> Result<()> {
+        let header = batch::peek_header(bytes).expect("appended batches are validated");
+        let (base_offset, last_offset, max_timestamp_ms) = (
+            header.base_offset.get(),
+            header.last_offset(),
+            header.max_timestamp.get(),
+        );
+        let appender = self.appender()?;
+        let position = appender.append(bytes).await?;
+        debug_assert_eq!(position, self.size_bytes());
+        self.record_batch(
+            position,
+            base_offset,
+            last_offset,
+            max_timestamp_ms,
+            bytes.len() as u64,
+            config.index_interval_bytes,
+        );
+        self.state
+            .borrow_mut()
+            .first_append_ms
+            .get_or_insert(now_ms);
+        let written = appender.written_position();
+        let mut pending = self.pending.borrow_mut();
+        while pending.front().is_some_and(|p| p.end_position <= written) {
+            pending.pop_front();
+        }
+        pending.push_back(PendingBatch {
+            end_position: position + bytes.len() as u64,
+            base_offset,
+            last_offset,
+            bytes: bytes.clone(),
+        });
+        Ok(())
+    }
+
+    /// Writes the unflushed tail without waiting for it (no fdatasync): after this, the data
+    /// survives a crash of the process, though not of the machine.
+    pub async fn write_behind(&self) -> Result<()> {
+        if let Some(appender) = self.appender.borrow().clone() {
+            appender.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Makes every appended byte durable and persists the index entries that now point at
+    /// durable data.
+    pub async fn sync(&self) -> Result<()> {
+        let Some(appender) = self.appender.borrow().clone() else {
+            return Ok(());
+        };
+        let position = appender.sync().await?;
+        self.persist_index(position, false).await
+    }
+
+    /// Hands the index entries whose batches lie below `durable_position` to the index files;
+    /// with `everything`, all entries (the segment is being sealed and is durable).
+    async fn persist_index(&self, durable_position: u64, everything: bool) -> Result<()> {
+        let _permit = self
+            .index_write_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::LogFailed("index lock closed".into()))?;
+        let (offset_bytes, time_bytes, files, persisted) = {
+            let index = self.index.borrow();
+            let Some(files) = index.files() else {
+                return Ok(());
+            };
+            let (mut offsets_done, mut times_done) = self.persisted.get();
+            let mut offset_bytes = Vec::new();
+            let mut time_bytes = Vec::new();
+            let offsets = index.offsets();
+            while offsets_done < offsets.len()
+                && u64::from(offsets[offsets_done].position) < durable_position
+            {
+                let e = offsets[offsets_done];
+                offset_bytes.extend_from_slice(&e.relative_offset.to_be_bytes());
+                offset_bytes.extend_from_slice(&e.position.to_be_bytes());
+                offsets_done += 1;
+            }
+            let covered = offsets_done
+                .checked_sub(1)
+                .map(|i| offsets[i].relative_offset);
+            let times = index.times();
+            while times_done < times.len()
+                && (everything || covered.is_some_and(|c| times[times_done].relative_offset <= c))
+            {
+                let e = times[times_done];
+                time_bytes.extend_from_slice(&e.timestamp_ms.to_be_bytes());
+                time_bytes.extend_from_slice(&e.relative_offset.to_be_bytes());
+                times_done += 1;
+            }
+            (
+                offset_bytes,
+                time_bytes,
+                IndexFiles {
+                    offsets: Rc::clone(&files.offsets),
+                    times: Rc::clone(&files.times),
+                },
+                (offsets_done, times_done),
+            )
+        };
+        if !offset_bytes.is_empty() {
+            files.offsets.reserve(offset_bytes.len()).await?;
+            files.offsets.append(&offset_bytes).await?;
+        }
+        if !time_bytes.is_empty() {
+            files.times.reserve(time_bytes.len()).await?;
+            files.times.append(&time_bytes).await?;
+        }
+        self.persisted.set(persisted);
+        Ok(())
+    }
+
+    /// Writes every index entry plus a final time entry (the segment's max timestamp), syncs the
+    /// index files and cuts them to size.
+    async fn finish_index(&self) -> Result<()> {
+        let (next_offset, max_timestamp_ms) = {
+            let state = self.state.borrow();
+            (state.next_offset, state.max_timestamp_ms)
+        };
+        {
+            let mut index = self.index.borrow_mut();
+            let last = index.last_time().map_or(i64::MIN, |t| t.timestamp_ms);
+            if max_timestamp_ms > last && next_offset > self.base_offset {
+                index.push_time(TimeEntry {
+                    timestamp_ms: max_timestamp_ms,
+                    relative_offset: (next_offset - self.base_offset) as u32,
+                });
+            }
+        }
+        let size_bytes = self.size_bytes();
+        self.persist_index(size_bytes + 1, true).await?;
+        let files = self.index.borrow_mut().take_files();
+        if let Some(files) = files {
+            for appender in [&files.offsets, &files.times] {
+                let end = appender.end_position();
+                appender.truncate(end).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment: data durable, indexes complete and durable, files cut to size.
+    pub async fn seal(&self) -> Result<()> {
+        let appender = self.appender()?;
+        appender.sync().await?;
+        self.finish_index().await?;
+        appender.truncate(self.size_bytes()).await?;
+        *self.appender.borrow_mut() = None;
+        self.pending.borrow_mut().clear();
+        self.state.borrow_mut().sealed = true;
+        Ok(())
+    }
+
+    /// Removes every batch holding `offset` or later: the segment ends before the batch that
+    /// contains `offset`. Reopens a sealed segment for appending. Returns the new next offset.
+    pub async fn truncate_to(&self, offset: i64, config: &LogConfig) -> Result<i64> {
+        if let Some(appender) = self.appender.borrow().clone() {
+            appender.sync().await?;
+        }
+        let mut cut = None;
+        let start = self
+            .index
+            .borrow()
+            .lookup_offset((offset.max(self.base_offset) - self.base_offset) as u32)
+            .map_or((0, self.base_offset), |e| {
+                (
+                    u64::from(e.position),
+                    self.base_offset + i64::from(e.relative_offset),
+                )
+            });
+        scan::scan(
+            &self.log,
+            start.0,
+            self.size_bytes(),
+            false,
+            None,
+            usize::MAX,
+            |batch| {
+                if batch.header.last_offset() >= offset {
+                    cut = Some((batch.position, batch.header.base_offset.get()));
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .await?;
+        let Some((position, next_offset)) = cut else {
+            return Ok(self.next_offset());
+        };
+        let relative_offset = (next_offset - self.base_offset) as u32;
+        let (offsets_kept, times_kept) = self
+            .index
+            .borrow_mut()
+            .truncate(position as u32, relative_offset);
+
+        let appender = match self.appender.borrow().clone() {
+            Some(appender) => appender,
+            None => {
+                Appender::open(self.log.clone(), config.log_appender(), self.size_bytes()).await?
+            }
+        };
+        appender.truncate(position).await?;
+        let (persisted_offsets, persisted_times) = self.persisted.get();
+        let kept = (
+            offsets_kept.min(persisted_offsets),
+            times_kept.min(persisted_times),
+        );
+        let cut = (
+            (kept.0 * OFFSET_ENTRY_SIZE_BYTES) as u64,
+            (kept.1 * TIME_ENTRY_SIZE_BYTES) as u64,
+        );
+        let existing = self.index.borrow_mut().take_files();
+        let files = match existing {
+            Some(files) => {
+                files.offsets.truncate(cut.0).await?;
+                files.times.truncate(cut.1).await?;
+                files
+            }
+            None => Self::open_index_files(&self.dir, self.base_offset, config, Some(cut)).await?,
+        };
+        self.persisted.set(kept);
+        self.index.borrow_mut().set_files(files);
+        *self.appender.borrow_mut() = Some(appender);
+        self.pending
+            .borrow_mut()
+            .retain(|p| p.end_position <= position);
+        {
+            let mut state = self.state.borrow_mut();
+            state.size_bytes = position;
+            state.next_offset = next_offset;
+            state.sealed = false;
+            state.bytes_since_index = 0;
+            // Only a bound now; segment max timestamps are used for retention, which waits.
+            if position == 0 {
+                state.max_timestamp_ms = i64::MIN;
+            }
+        }
+        Ok(next_offset)
+    }
+
+    /// Deletes the segment's files. The segment must already be out of its log's map; readers
+    /// holding it keep reading through their open descriptor.
+    pub async fn delete(&self) -> Result<()> {
+        let (log_path, index_path, time_index_path) = Self::paths(&self.dir, self.base_offset);
+        file::remove_file(&index_path).await?;
+        file::remove_file(&time_index_path).await?;
+        file::remove_file(&log_path).await
+    }
+
+    /// Reads whole batches: the one holding `start_offset` and those after it, each ending
+    /// below `end_offset_exclusive`, until `max_bytes` (the first batch always comes whole).
+    pub async fn read(
+        &self,
+        start_offset: i64,
+        end_offset_exclusive: i64,
+        max_bytes: usize,
+        config: &LogConfig,
+    ) -> Result<Vec<Bytes>> {
+        let mut found = Vec::new();
+        let mut size_bytes = 0usize;
+        let mut next_offset = start_offset;
+        let from_pending = self.read_pending(
+            start_offset,
+            end_offset_exclusive,
+            max_bytes,
+            &mut found,
+            &mut size_bytes,
+        );
+        if from_pending {
+            return Ok(found);
+        }
+        let written = match self.appender.borrow().as_ref() {
+            Some(appender) => appender.written_position().min(self.size_bytes()),
+            None => self.size_bytes(),
+        };
+        let mut position = self
+            .index
+            .borrow()
+            .lookup_offset((start_offset - self.base_offset).max(0) as u32)
+            .map_or(0, |e| u64::from(e.position));
+        let window_size = (max_bytes.min(READ_SIZE_MAX_BYTES) + READ_SLACK_BYTES)
+            .min(written.saturating_sub(position) as usize);
+        let mut window = self.log.read_at(position, window_size).await?;
+        let mut in_window = 0usize;
+        let batch_size_max = config.segment_bytes.max(config.max_message_bytes) as usize;
+        while position < written {
+            let header = match batch::peek_header(&window[in_window..]) {
+                Ok(header) => header,
+                Err(_)
+                    if window.len() - in_window < BATCH_HEADER_SIZE_BYTES && found.is_empty() =>
+                {
+                    // Header cut by the window: read from here.
+                    window = self
+                        .log
+                        .read_at(
+                            position,
+                            READ_SLACK_BYTES.min((written - position) as usize),
+                        )
+                        .await?;
+                    in_window = 0;
+                    if window.len() < BATCH_HEADER_SIZE_BYTES {
+                        break;
+                    }
+                    continue;
+                }
+                Err(_) if window.len() - in_window < BATCH_HEADER_SIZE_BYTES => break,
+                Err(error) => {
+                    if found.is_empty() {
+                        return Err(StorageError::CorruptBatch(error));
+                    }
+                    break;
+                }
+            };
+            let batch_size = header.size_bytes();
+            let (base_offset, last_offset) = (header.base_offset.get(), header.last_offset());
+            if batch_size > batch_size_max || position + batch_size as u64 > written {
+                if found.is_empty() && batch_size > batch_size_max {
+                    return Err(StorageError::LogFailed(format!(
+                        "batch at {position} in segment {} claims {batch_size} bytes",
+                        self.base_offset
+                    )));
+                }
+                break;
+            }
+            if last_offset >= end_offset_exclusive {
+                break;
+            }
+            let wanted = last_offset >= start_offset;
+            if wanted && !found.is_empty() && size_bytes + batch_size > max_bytes {
+                break;
+            }
+            if window.len() - in_window < batch_size {
+                if wanted && !found.is_empty() {
+                    break;
+                }
+                window = self
+                    .log
+                    .read_at(position, batch_size.max(window_size))
+                    .await?;
+                in_window = 0;
+                if window.len() < batch_size {
+                    break;
+                }
+                continue;
+            }
+            if wanted {
+                found.push(window.slice(in_window..in_window + batch_size));
+                size_bytes += batch_size;
+                next_offset = last_offset + 1;
+            }
+            let _ = base_offset;
+            in_window += batch_size;
+            position += batch_size as u64;
+        }
+        if position >= written && size_bytes < max_bytes && !found.is_empty() {
+            self.read_pending(
+                next_offset,
+                end_offset_exclusive,
+                max_bytes,
+                &mut found,
+                &mut size_bytes,
+            );
+        }
+        Ok(found)
+    }
+
+    /// Serves batches from the not-yet-written list; true if it found the batch holding
+    /// `start_offset` there.
+    fn read_pending(
+        &self,
+        start_offset: i64,
+        end_offset_exclusive: i64,
+        max_bytes: usize,
+        found: &mut Vec<Bytes>,
+        size_bytes: &mut usize,
+    ) -> bool {
+        let pending = self.pending.borrow();
+        let Some(first) = pending.iter().position(|p| p.last_offset >= start_offset) else {
+            return false;
+        };
+        if pending[first].base_offset > start_offset {
+            return false;
+        }
+        let mut any = false;
+        for batch in pending.iter().skip(first) {
+            if batch.last_offset >= end_offset_exclusive
+                || (!found.is_empty() && *size_bytes + batch.bytes.len() > max_bytes)
+            {
+                break;
+            }
+            *size_bytes += batch.bytes.len();
+            found.push(batch.bytes.clone());
+            any = true;
+        }
+        any || !found.is_empty()
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp_ms`: (base offset, max
+    /// timestamp).
+    pub async fn find_by_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+        if self.max_timestamp_ms() < timestamp_ms {
+            return Ok(None);
+        }
+        let start_position = {
+            let index = self.index.borrow();
+            let relative_offset = index.lookup_time(timestamp_ms);
+            index
+                .lookup_offset(relative_offset)
+                .map_or(0, |e| u64::from(e.position))
+        };
+        let written = match self.appender.borrow().as_ref() {
+            Some(appender) => appender.written_position().min(self.size_bytes()),
+            None => self.size_bytes(),
+        };
+        let mut answer = None;
+        scan::scan(
+            &self.log,
+            start_position,
+            written,
+            false,
+            None,
+            usize::MAX,
+            |batch| {
+                let max = batch.header.max_timestamp.get();
+                if max >= timestamp_ms {
+                    answer = Some((batch.header.base_offset.get(), max));
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .await?;
+        if answer.is_none() {
+            answer = self
+                .pending
+                .borrow()
+                .iter()
+                .filter_map(|p| {
+                    let header = batch::peek_header(&p.bytes).ok()?;
+                    (header.max_timestamp.get() >= timestamp_ms)
+                        .then(|| (p.base_offset, header.max_timestamp.get()))
+                })
+                .next();
+        }
+        Ok(answer)
+    }
+}

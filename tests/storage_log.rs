@@ -1,0 +1,579 @@
+//! Partition log behaviour on real direct-IO files: append, read, roll, reopen, recovery,
+//! retention, delete_records, truncation, timestamps, disk-full and group commit.
+
+mod common;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use common::*;
+use ringlog::storage::{
+    batch, BatchCache, FreeSpaceSource, LogConfig, PartitionLog, ReadLimits, SpaceGuard,
+    StorageError,
+};
+
+fn limits(end: i64, max_bytes: usize) -> ReadLimits {
+    ReadLimits {
+        end_offset_exclusive: end,
+        max_bytes,
+    }
+}
+
+#[test]
+fn appends_get_contiguous_offsets_and_read_back_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        for uncached in [false, true] {
+            let dir = dir.join(if uncached { "disk" } else { "cache" });
+            let log = if uncached {
+                open_uncached(&dir, small_config()).await
+            } else {
+                open(&dir, small_config()).await
+            };
+            let mut expected = Vec::new();
+            let mut next = 0;
+            for i in 0..300u64 {
+                let records = (i % 7 + 1) as i32;
+                let bytes = make_batch(i, records, 10 + (i as usize * 97) % 3000, 1_000 + i as i64);
+                let info = append(&log, &bytes).await;
+                assert_eq!(info.base_offset, next);
+                assert_eq!(info.last_offset, next + i64::from(records) - 1);
+                expected.push(assigned(&bytes, next, 0));
+                next += i64::from(records);
+            }
+            assert_eq!(log.log_end_offset(), next);
+            assert!(log.segment_count() > 1, "small segments roll");
+            for max_bytes in [1, 10_000, 1 << 20] {
+                assert_batches_eq(&read_all(&log, 0, max_bytes).await, &expected, "read back");
+            }
+            // A read starting inside a batch returns that whole batch.
+            let data = log.read(2, limits(next, 1)).await.unwrap();
+            assert_eq!(data.batches[0].as_ref(), expected[1].as_slice());
+            // Past the end: out of range; at the end: empty.
+            assert!(matches!(
+                log.read(next + 1, limits(next, 100)).await,
+                Err(StorageError::OffsetOutOfRange { .. })
+            ));
+            assert!(log
+                .read(next, limits(next, 100))
+                .await
+                .unwrap()
+                .batches
+                .is_empty());
+            log.close().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn reopen_restores_offsets_data_and_indexes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let mut expected = Vec::new();
+        {
+            let log = open(&dir, small_config()).await;
+            for i in 0..200u64 {
+                let bytes = make_batch(i, 3, 2000, 5_000 + i as i64);
+                let info = append(&log, &bytes).await;
+                expected.push(assigned(&bytes, info.base_offset, 0));
+            }
+            log.close().await.unwrap();
+        }
+        let log = open_uncached(&dir, small_config()).await;
+        assert_eq!(log.log_end_offset(), 600);
+        assert_batches_eq(&read_all(&log, 0, 64 * 1024).await, &expected, "read back");
+        let info = append(&log, &make_batch(999, 1, 10, 9_999)).await;
+        assert_eq!(info.base_offset, 600);
+        // Index files exist for sealed segments and are non-empty.
+        let mut index_sizes = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "index") {
+                index_sizes.push(std::fs::metadata(&path).unwrap().len());
+            }
+        }
+        assert!(index_sizes.iter().filter(|s| **s > 0).count() >= 2);
+        assert!(index_sizes.iter().all(|s| s % 8 == 0));
+    });
+}
+
+#[test]
+fn durable_appends_survive_a_drop_without_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let mut expected = Vec::new();
+        {
+            let log = open(&dir, small_config()).await;
+            for i in 0..50u64 {
+                let bytes = make_batch(i, 1, 777, i as i64);
+                let info = append(&log, &bytes).await;
+                log.wait_durable(info.last_offset + 1).await.unwrap();
+                expected.push(assigned(&bytes, info.base_offset, 0));
+            }
+            // Dropped without close: only what was made durable counts.
+        }
+        let log = open_uncached(&dir, small_config()).await;
+        assert_eq!(log.log_end_offset(), 50);
+        assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "read back");
+    });
+}
+
+#[test]
+fn torn_and_garbage_tails_are_cut_at_the_last_valid_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    run(move || async move {
+        let good = make_batch(1, 5, 3000, 100);
+        // (name, what to put after the valid batches)
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("half-batch", good[..good.len() / 2].to_vec()),
+            ("header-only", good[..40].to_vec()),
+            (
+                "garbage",
+                (0..5000u32).map(|i| (i * 31 % 251) as u8).collect(),
+            ),
+            ("bad-crc", {
+                let mut b = assigned(&good, 30, 0);
+                let n = b.len();
+                b[n - 1] ^= 0x55;
+                b
+            }),
+            ("wrong-offset", assigned(&good, 999, 0)),
+        ];
+        for (name, tail) in cases {
+            let dir = root.join(name);
+            let mut expected = Vec::new();
+            let valid_len = {
+                let log = open(&dir, small_config()).await;
+                for i in 0..6u64 {
+                    let bytes = make_batch(i, 5, 3000, 100 + i as i64);
+                    let info = append(&log, &bytes).await;
+                    expected.push(assigned(&bytes, info.base_offset, 0));
+                }
+                log.close().await.unwrap();
+                log.size_bytes()
+            };
+            let log_path = dir.join(format!("{:020}.log", 0));
+            // Closing keeps the preallocated blocks: the damage goes right after the data.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&log_path)
+                .unwrap()
+                .set_len(valid_len)
+                .unwrap();
+            {
+                use std::io::Write;
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&log_path)
+                    .unwrap();
+                file.write_all(&tail).unwrap();
+                file.write_all(&vec![0u8; 10_000]).unwrap();
+            }
+            let log = open_uncached(&dir, small_config()).await;
+            assert_eq!(log.log_end_offset(), 30, "{name}");
+            assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "{name}");
+            assert_eq!(
+                std::fs::metadata(&log_path).unwrap().len(),
+                valid_len,
+                "{name}: cut"
+            );
+            // The log goes on from the cut.
+            let info = append(&log, &good).await;
+            assert_eq!(info.base_offset, 30);
+            expected.push(assigned(&good, 30, 0));
+            log.close().await.unwrap();
+            drop(log);
+            let log = open_uncached(&dir, small_config()).await;
+            assert_batches_eq(
+                &read_all(&log, 0, 1 << 20).await,
+                &expected,
+                "{name} after reopen",
+            );
+        }
+    });
+}
+
+#[test]
+fn missing_or_damaged_indexes_are_rebuilt_from_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let mut expected = Vec::new();
+        {
+            let log = open(&dir, small_config()).await;
+            for i in 0..600u64 {
+                let bytes = make_batch(i, 2, 1500, 10_000 + i as i64);
+                let info = append(&log, &bytes).await;
+                expected.push(assigned(&bytes, info.base_offset, 0));
+            }
+            log.close().await.unwrap();
+        }
+        let mut logs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        assert!(logs.len() >= 3);
+        // First segment: index gone. Second: garbage index. Last (active): garbage entries.
+        std::fs::remove_file(logs[0].with_extension("index")).unwrap();
+        std::fs::remove_file(logs[0].with_extension("timeindex")).unwrap();
+        std::fs::write(logs[1].with_extension("index"), [0xffu8; 64]).unwrap();
+        std::fs::write(
+            logs[2].with_extension("index"),
+            [0x00u8, 0, 0, 9, 0, 0, 0, 1],
+        )
+        .unwrap();
+        let last = logs.last().unwrap();
+        std::fs::write(last.with_extension("index"), [0x7fu8; 80]).unwrap();
+
+        let log = open_uncached(&dir, small_config()).await;
+        assert_eq!(log.log_end_offset(), 1200);
+        assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "read back");
+        for offset in [0, 1, 77, 301, 599, 1199] {
+            let data = log.read(offset, limits(1200, 1)).await.unwrap();
+            let header = batch::validate(&data.batches[0]).unwrap();
+            assert!(header.base_offset.get() <= offset && offset <= header.last_offset());
+        }
+        assert!(
+            std::fs::metadata(logs[0].with_extension("index"))
+                .unwrap()
+                .len()
+                > 0
+        );
+        // Timestamps still resolve through rebuilt time indexes.
+        let (offset, timestamp) = log.find_offset_by_timestamp(10_050).await.unwrap().unwrap();
+        assert_eq!((offset, timestamp), (100, 10_050));
+    });
+}
+
+#[test]
+fn timestamps_find_the_first_batch_at_or_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let log = open_uncached(&dir, small_config()).await;
+        // Timestamps rise by 10 per batch, with one out-of-order batch.
+        for i in 0..400i64 {
+            let ts = if i == 200 { 5 } else { 1_000 + i * 10 };
+            append(&log, &make_batch(i as u64, 1, 900, ts)).await;
+        }
+        assert_eq!(
+            log.find_offset_by_timestamp(0).await.unwrap(),
+            Some((0, 1_000))
+        );
+        assert_eq!(
+            log.find_offset_by_timestamp(1_005).await.unwrap(),
+            Some((1, 1_010))
+        );
+        assert_eq!(
+            log.find_offset_by_timestamp(3_000).await.unwrap(),
+            Some((201, 3_010))
+        );
+        assert_eq!(
+            log.find_offset_by_timestamp(4_990).await.unwrap(),
+            Some((399, 4_990))
+        );
+        assert_eq!(log.find_offset_by_timestamp(5_000).await.unwrap(), None);
+    });
+}
+
+#[test]
+fn retention_deletes_whole_closed_segments_by_bytes_and_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    run(move || async move {
+        let now = ringlog::storage::now_ms();
+        // By bytes.
+        let config = LogConfig {
+            retention_bytes: Some(600 * 1024),
+            retention_ms: None,
+            ..small_config()
+        };
+        let log = open(&root.join("bytes-0"), config).await;
+        for i in 0..1000u64 {
+            append(&log, &make_batch(i, 1, 2000, now)).await;
+        }
+        let before = log.segment_count();
+        let deleted = log.enforce_retention(now).await.unwrap();
+        assert!(deleted > 0 && log.segment_count() == before - deleted);
+        assert!(log.size_bytes() >= 600 * 1024 - 256 * 1024 && log.size_bytes() < 900 * 1024);
+        let start = log.log_start_offset();
+        assert_eq!(start, log.segment_base_offsets()[0]);
+        assert!(matches!(
+            log.read(start - 1, limits(1000, 100)).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(
+            read_all(&log, start, 1 << 20).await.len() as i64,
+            1000 - start
+        );
+
+        // By time: old batches go, the active segment too once it has expired entirely.
+        let config = LogConfig {
+            retention_ms: Some(60_000),
+            ..small_config()
+        };
+        let log = open(&root.join("time-0"), config).await;
+        for i in 0..300u64 {
+            append(&log, &make_batch(i, 1, 2000, now - 3_600_000)).await;
+        }
+        for i in 0..10u64 {
+            append(&log, &make_batch(i, 1, 2000, now)).await;
+        }
+        log.enforce_retention(now).await.unwrap();
+        assert_eq!(
+            log.segment_count(),
+            1,
+            "only the segment with fresh data is left"
+        );
+        assert!(log.log_start_offset() > 0 && log.log_start_offset() <= 300);
+
+        let config = LogConfig {
+            retention_ms: Some(60_000),
+            ..small_config()
+        };
+        let log = open(&root.join("all-old-0"), config).await;
+        for i in 0..50u64 {
+            append(&log, &make_batch(i, 1, 2000, now - 3_600_000)).await;
+        }
+        log.enforce_retention(now).await.unwrap();
+        assert_eq!(log.log_start_offset(), 50);
+        assert_eq!(log.log_end_offset(), 50);
+        assert_eq!(
+            append(&log, &make_batch(1, 1, 10, now)).await.base_offset,
+            50
+        );
+    });
+}
+
+#[test]
+fn delete_records_moves_the_start_durably() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        {
+            let log = open(&dir, small_config()).await;
+            for i in 0..500u64 {
+                append(&log, &make_batch(i, 1, 2000, 1)).await;
+            }
+            assert!(matches!(
+                log.delete_records(501).await,
+                Err(StorageError::OffsetOutOfRange { .. })
+            ));
+            assert_eq!(log.delete_records(250).await.unwrap(), 250);
+            assert!(log.segment_base_offsets()[0] <= 250);
+            assert!(
+                log.segment_base_offsets()[0] > 0,
+                "wholly deleted segments are gone"
+            );
+            assert!(matches!(
+                log.read(249, limits(500, 100)).await,
+                Err(StorageError::OffsetOutOfRange { .. })
+            ));
+            log.close().await.unwrap();
+        }
+        let log = open(&dir, small_config()).await;
+        assert_eq!(log.log_start_offset(), 250);
+        let data = log.read(250, limits(500, 1)).await.unwrap();
+        assert_eq!(
+            batch::validate(&data.batches[0]).unwrap().base_offset.get(),
+            250
+        );
+    });
+}
+
+#[test]
+fn truncate_to_cuts_at_a_batch_boundary_and_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let mut expected = Vec::new();
+        {
+            let log = open(&dir, small_config()).await;
+            for i in 0..400u64 {
+                let bytes = make_batch(i, 2, 1500, i as i64);
+                let info = append(&log, &bytes).await;
+                expected.push(assigned(&bytes, info.base_offset, 0));
+            }
+            let segments_before = log.segment_count();
+            // Offset 301 lies inside the batch 300..=301: that batch goes too.
+            assert_eq!(log.truncate_to(301).await.unwrap(), 300);
+            assert!(log.segment_count() < segments_before);
+            expected.truncate(150);
+            assert_eq!(log.log_end_offset(), 300);
+            assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "read back");
+            for i in 0..20u64 {
+                let bytes = make_batch(1000 + i, 1, 500, 7);
+                let info = append(&log, &bytes).await;
+                expected.push(assigned(&bytes, info.base_offset, 0));
+            }
+            log.set_high_watermark(log.log_end_offset());
+            assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "read back");
+            log.close().await.unwrap();
+        }
+        let log = open_uncached(&dir, small_config()).await;
+        assert_eq!(log.log_end_offset(), 320);
+        assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "read back");
+        // Truncating to before the first segment empties the log and restarts it there.
+        assert_eq!(log.truncate_to(0).await.unwrap(), 0);
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(append(&log, &make_batch(5, 1, 10, 1)).await.base_offset, 0);
+    });
+}
+
+#[test]
+fn corrupt_and_oversized_batches_are_refused_without_side_effects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let config = LogConfig {
+            max_message_bytes: 10_000,
+            ..small_config()
+        };
+        let log = open(&dir, config).await;
+        append(&log, &make_batch(1, 1, 100, 1)).await;
+        let mut corrupt = make_batch(2, 1, 100, 1);
+        corrupt[70] ^= 1;
+        assert!(matches!(
+            log.append(BytesMut::from(&corrupt[..]), 0).await,
+            Err(StorageError::CorruptBatch(batch::BatchError::BadCrc { .. }))
+        ));
+        assert!(matches!(
+            log.append(BytesMut::from(&[1u8, 2, 3][..]), 0).await,
+            Err(StorageError::CorruptBatch(_))
+        ));
+        assert!(matches!(
+            log.append(BytesMut::from(&make_batch(3, 1, 20_000, 1)[..]), 0)
+                .await,
+            Err(StorageError::BatchTooLarge { .. })
+        ));
+        assert_eq!(log.log_end_offset(), 1);
+        assert_eq!(append(&log, &make_batch(4, 1, 100, 1)).await.base_offset, 1);
+    });
+}
+
+#[test]
+fn low_free_space_refuses_writes_keeps_reads_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        ringlog::storage::file::prime_device(dir.parent().unwrap())
+            .await
+            .unwrap();
+        let free = Rc::new(Cell::new(10u64 << 30));
+        let space = Rc::new(SpaceGuard::new(
+            FreeSpaceSource::Fixed(free.clone()),
+            1 << 30,
+        ));
+        let (log, _) = PartitionLog::open(&dir, small_config(), Rc::new(BatchCache::new(0)), space)
+            .await
+            .unwrap();
+        let first = make_batch(1, 1, 100, 1);
+        append(&log, &first).await;
+        free.set(100 << 20);
+        match log
+            .append(BytesMut::from(&make_batch(2, 1, 100, 1)[..]), 0)
+            .await
+        {
+            Err(error @ StorageError::DiskFull { .. }) => assert!(error.is_storage_failure()),
+            other => panic!("expected DiskFull, got {other:?}"),
+        }
+        assert_eq!(log.log_end_offset(), 1);
+        assert_batches_eq(
+            &read_all(&log, 0, 1 << 20).await,
+            &vec![assigned(&first, 0, 0)],
+            "read back",
+        );
+        free.set(5 << 30);
+        assert_eq!(append(&log, &make_batch(3, 1, 100, 1)).await.base_offset, 1);
+    });
+}
+
+#[test]
+fn concurrent_durable_appends_share_fdatasyncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let log = open(&dir, LogConfig::default()).await;
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let log = log.clone();
+            tasks.push(glommio::spawn_local(async move {
+                let info = append(&log, &make_batch(i, 1, 1000, 1)).await;
+                log.wait_durable(info.last_offset + 1).await.unwrap();
+                info.base_offset
+            }));
+        }
+        let mut offsets = Vec::new();
+        for task in tasks {
+            offsets.push(task.await);
+        }
+        offsets.sort_unstable();
+        assert_eq!(offsets, (0..200).collect::<Vec<i64>>());
+        assert_eq!(log.durable_offset(), 200);
+        let commits = log.group_commit_count();
+        assert!(
+            commits >= 1 && commits < 200,
+            "{commits} fdatasyncs for 200 appends"
+        );
+    });
+}
+
+#[test]
+fn leader_epochs_are_stamped_and_remembered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        {
+            let log = open(&dir, small_config()).await;
+            for (i, epoch) in [0, 0, 3, 3, 7].into_iter().enumerate() {
+                let bytes = make_batch(i as u64, 2, 100, 1);
+                log.append(BytesMut::from(&bytes[..]), epoch).await.unwrap();
+                log.set_high_watermark(log.log_end_offset());
+            }
+            assert_eq!(log.epochs(), vec![(0, 0), (3, 4), (7, 8)]);
+            assert_eq!(log.end_offset_for_epoch(3), Some((3, 8)));
+            assert_eq!(log.end_offset_for_epoch(5), Some((3, 8)));
+            assert_eq!(log.end_offset_for_epoch(7), Some((7, 10)));
+            let data = log.read(8, limits(10, 1)).await.unwrap();
+            assert_eq!(
+                batch::validate(&data.batches[0])
+                    .unwrap()
+                    .partition_leader_epoch
+                    .get(),
+                7
+            );
+            log.close().await.unwrap();
+        }
+        let log = open(&dir, small_config()).await;
+        assert_eq!(log.epochs(), vec![(0, 0), (3, 4), (7, 8)]);
+        log.truncate_to(6).await.unwrap();
+        assert_eq!(log.epochs(), vec![(0, 0), (3, 4)]);
+    });
+}
+
+#[test]
+fn segment_ms_rolls_and_tick_writes_idle_tails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let config = LogConfig {
+            segment_ms: Some(1),
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config).await;
+        let now = ringlog::storage::now_ms();
+        append(&log, &make_batch(1, 1, 100, now)).await;
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        log.tick(ringlog::storage::now_ms()).await.unwrap();
+        assert_eq!(log.segment_count(), 2);
+        append(&log, &make_batch(2, 1, 100, now)).await;
+        assert_eq!(log.segment_count(), 2, "the new segment has not aged yet");
+    });
+}
