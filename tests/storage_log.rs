@@ -487,7 +487,7 @@ fn low_free_space_refuses_writes_keeps_reads_and_recovers() {
         assert_eq!(log.log_end_offset(), 1);
         assert_batches_eq(
             &read_all(&log, 0, 1 << 20).await,
-            &vec![assigned(&first, 0, 0)],
+            &[assigned(&first, 0, 0)],
             "read back",
         );
         free.set(5 << 30);
@@ -519,7 +519,7 @@ fn concurrent_durable_appends_share_fdatasyncs() {
         assert_eq!(log.durable_offset(), 200);
         let commits = log.group_commit_count();
         assert!(
-            commits >= 1 && commits < 200,
+            (1..200).contains(&commits),
             "{commits} fdatasyncs for 200 appends"
         );
     });

@@ -9,6 +9,8 @@ use super::file;
 
 pub const FILE_NAME: &str = "partition.state";
 const HEADER: &str = "ringlog-partition-state v1";
+/// Offsets beyond this are damage, not data: appends must never overflow an `i64`.
+const OFFSET_MAX: i64 = 1 << 62;
 /// Leader epochs kept; older ones are folded away (Kafka keeps a similar bounded cache).
 pub const EPOCHS_MAX: usize = 4096;
 
@@ -40,9 +42,15 @@ impl PartitionCheckpoint {
         for line in lines {
             let fields: Vec<&str> = line.split_whitespace().collect();
             match fields.as_slice() {
-                ["log_start_offset", value] => checkpoint.log_start_offset = value.parse().ok()?,
+                ["log_start_offset", value] => {
+                    checkpoint.log_start_offset =
+                        value.parse().ok().filter(|o| (0..OFFSET_MAX).contains(o))?;
+                }
                 ["epoch", epoch, start] => {
-                    let entry = (epoch.parse().ok()?, start.parse().ok()?);
+                    let entry: (i32, i64) = (epoch.parse().ok()?, start.parse().ok()?);
+                    if entry.0 < 0 || !(0..OFFSET_MAX).contains(&entry.1) {
+                        return None;
+                    }
                     if checkpoint
                         .epochs
                         .last()

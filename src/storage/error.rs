@@ -33,6 +33,11 @@ pub enum StorageError {
         threshold_bytes: u64,
     },
 
+    /// The filesystem itself ran out of space (ENOSPC) while reserving blocks; nothing was
+    /// written. Kafka: KAFKA_STORAGE_ERROR.
+    #[error("no space left on device: {context}")]
+    NoSpace { context: String },
+
     /// An earlier write to this log failed; the log refuses writes until it is reopened (which
     /// recovers it from disk). Kafka: KAFKA_STORAGE_ERROR.
     #[error("log is failed after an earlier I/O error: {0}")]
@@ -49,10 +54,11 @@ pub enum StorageError {
 
 impl StorageError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        if source.raw_os_error() == Some(libc::ENOSPC) {
-            return StorageError::DiskFull {
-                free_bytes: 0,
-                threshold_bytes: 0,
+        if source.raw_os_error() == Some(libc::ENOSPC)
+            || source.kind() == io::ErrorKind::StorageFull
+        {
+            return StorageError::NoSpace {
+                context: context.into(),
             };
         }
         StorageError::Io {
@@ -65,7 +71,18 @@ impl StorageError {
     pub fn is_storage_failure(&self) -> bool {
         matches!(
             self,
-            StorageError::DiskFull { .. } | StorageError::LogFailed(_) | StorageError::Io { .. }
+            StorageError::DiskFull { .. }
+                | StorageError::NoSpace { .. }
+                | StorageError::LogFailed(_)
+                | StorageError::Io { .. }
+        )
+    }
+
+    /// True when the write was refused for lack of space and may succeed once space returns.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StorageError::DiskFull { .. } | StorageError::NoSpace { .. }
         )
     }
 }

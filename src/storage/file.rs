@@ -306,7 +306,7 @@ fn statvfs_available_bytes(path: &Path) -> io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled `stat`.
     let stat = unsafe { stat.assume_init() };
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+    Ok(stat.f_bavail * stat.f_frsize)
 }
 
 /// Creates (or keeps) a preallocated ballast file of `size_bytes`. Deleting it frees that much

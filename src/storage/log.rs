@@ -24,7 +24,7 @@ use super::file;
 use super::notify::Notify;
 use super::now_ms;
 use super::segment::{self, RecoveryReport, Segment};
-use super::space::SpaceGuard;
+use super::space::{self, SpaceGuard};
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +259,7 @@ impl PartitionLog {
     }
 
     fn fail(&self, error: &StorageError) {
-        if error.is_storage_failure() && !matches!(error, StorageError::DiskFull { .. }) {
+        if error.is_storage_failure() && !error.is_disk_full() {
             let mut state = self.state.borrow_mut();
             if state.failure.is_none() {
                 tracing::error!(dir = %self.dir.display(), %error, "partition log failed; writes refused until it is reopened");
@@ -295,6 +295,9 @@ impl PartitionLog {
         mut record_set: BytesMut,
         leader_epoch: i32,
     ) -> Result<AppendInfo> {
+        if let Err(error) = self.space.refresh(space::REFRESH_INTERVAL).await {
+            tracing::warn!(%error, "free-space check failed; using the last reading");
+        }
         self.space.check_writable()?;
         let infos = batch::validate_record_set(&record_set)?;
         let config = self.config();
@@ -714,6 +717,11 @@ impl PartitionLog {
     /// Kafka's DeleteRecords: moves the log start offset up to `offset` (at most the high
     /// watermark) durably, and deletes the segments wholly below it. Returns the new start.
     pub async fn delete_records(self: &Rc<Self>, offset: i64) -> Result<i64> {
+        // The new start must never lie past what a crash would leave: make the log durable up
+        // to it first, so the recovered log end is never below the recorded start.
+        if offset <= self.high_watermark() {
+            self.wait_durable(offset).await?;
+        }
         let _permit = self.lock().await?;
         let checkpoint = {
             let mut state = self.state.borrow_mut();

@@ -534,7 +534,8 @@ impl Segment {
     /// Writes the unflushed tail without waiting for it (no fdatasync): after this, the data
     /// survives a crash of the process, though not of the machine.
     pub async fn write_behind(&self) -> Result<()> {
-        if let Some(appender) = self.appender.borrow().clone() {
+        let appender = self.appender.borrow().clone();
+        if let Some(appender) = appender {
             appender.flush().await?;
         }
         Ok(())
@@ -543,7 +544,8 @@ impl Segment {
     /// Makes every appended byte durable and persists the index entries that now point at
     /// durable data.
     pub async fn sync(&self) -> Result<()> {
-        let Some(appender) = self.appender.borrow().clone() else {
+        let appender = self.appender.borrow().clone();
+        let Some(appender) = appender else {
             return Ok(());
         };
         let position = appender.sync().await?;
@@ -653,7 +655,8 @@ impl Segment {
     /// Removes every batch holding `offset` or later: the segment ends before the batch that
     /// contains `offset`. Reopens a sealed segment for appending. Returns the new next offset.
     pub async fn truncate_to(&self, offset: i64, config: &LogConfig) -> Result<i64> {
-        if let Some(appender) = self.appender.borrow().clone() {
+        let appender = self.appender.borrow().clone();
+        if let Some(appender) = appender {
             appender.sync().await?;
         }
         let mut cut = None;
@@ -693,7 +696,8 @@ impl Segment {
             .borrow_mut()
             .truncate(position as u32, relative_offset);
 
-        let appender = match self.appender.borrow().clone() {
+        let existing = self.appender.borrow().clone();
+        let appender = match existing {
             Some(appender) => appender,
             None => {
                 Appender::open(self.log.clone(), config.log_appender(), self.size_bytes()).await?

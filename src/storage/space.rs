@@ -21,7 +21,11 @@ pub struct SpaceGuard {
     threshold_bytes: u64,
     free_bytes: Cell<u64>,
     refreshed_at: Cell<Option<Instant>>,
+    refreshing: Cell<bool>,
 }
+
+/// How stale a free-space reading may be before a write refreshes it.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 
 impl SpaceGuard {
     pub fn new(source: FreeSpaceSource, threshold_bytes: u64) -> Self {
@@ -30,6 +34,7 @@ impl SpaceGuard {
             threshold_bytes,
             free_bytes: Cell::new(u64::MAX),
             refreshed_at: Cell::new(None),
+            refreshing: Cell::new(false),
         }
     }
 
@@ -57,20 +62,21 @@ impl SpaceGuard {
     }
 
     /// Re-reads free space (statvfs, off the shard thread) if the last reading is older than
-    /// `max_age`.
+    /// `max_age`. Concurrent callers share one reading.
     pub async fn refresh(&self, max_age: Duration) -> Result<()> {
         let FreeSpaceSource::Filesystem(dir) = &self.source else {
             return Ok(());
         };
-        if self
+        let fresh = self
             .refreshed_at
             .get()
-            .is_some_and(|at| at.elapsed() < max_age)
-        {
+            .is_some_and(|at| at.elapsed() < max_age);
+        if fresh || self.refreshing.replace(true) {
             return Ok(());
         }
-        let free_bytes = file::free_space_bytes(dir).await?;
-        self.free_bytes.set(free_bytes);
+        let reading = file::free_space_bytes(dir).await;
+        self.refreshing.set(false);
+        self.free_bytes.set(reading?);
         self.refreshed_at.set(Some(Instant::now()));
         Ok(())
     }

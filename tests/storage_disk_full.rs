@@ -1,0 +1,208 @@
+//! A really full disk, on a small ext4 filesystem mounted from a loop device: appends fail with
+//! a typed storage error, the log stays consistent and readable, and writes resume by
+//! themselves once space returns, both when the disk truly fills and when the free-space
+//! threshold refuses writes first (with the ballast file as the emergency reserve).
+//!
+//! Needs root for the loop mount, as CI has; elsewhere the test says so and does nothing.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::*;
+use ringlog::storage::{file, BatchCache, LogConfig, PartitionLog, SpaceGuard, StorageError};
+
+const IMAGE_SIZE_BYTES: u64 = 64 * 1024 * 1024;
+
+struct LoopMount {
+    mount_point: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl LoopMount {
+    fn new() -> Option<Self> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let image = tmp.path().join("disk.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(IMAGE_SIZE_BYTES)
+            .unwrap();
+        let mkfs = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image)
+            .status();
+        if !mkfs.is_ok_and(|s| s.success()) {
+            return None;
+        }
+        let mount_point = tmp.path().join("mnt");
+        std::fs::create_dir(&mount_point).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mount_point)
+            .status();
+        if !mounted.is_ok_and(|s| s.success()) {
+            return None;
+        }
+        Some(LoopMount {
+            mount_point,
+            _tmp: tmp,
+        })
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        // Lazy, so that a test that failed with files still open does not leave the mount.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.mount_point)
+            .status();
+    }
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 8 * 1024 * 1024,
+        preallocate_bytes: 2 * 1024 * 1024,
+        ..LogConfig::default()
+    }
+}
+
+fn with_loop_mount(test: impl FnOnce(PathBuf) + Send + 'static) {
+    let Some(mount) = LoopMount::new() else {
+        println!("skipped: needs root, mkfs.ext4 and loop devices to fill a real disk");
+        return;
+    };
+    test(mount.mount_point.clone());
+}
+
+/// Appends 64 KiB batches durably until an append fails; returns the acknowledged batches and
+/// the error.
+async fn fill(log: &Rc<PartitionLog>, space: Option<&SpaceGuard>) -> (Vec<Vec<u8>>, StorageError) {
+    let mut acknowledged = Vec::new();
+    for i in 0..10_000u64 {
+        if let Some(space) = space {
+            space.refresh(Duration::ZERO).await.unwrap();
+        }
+        let bytes = make_batch(i, 4, 64 * 1024, i as i64);
+        match log.append(BytesMut::from(&bytes[..]), 0).await {
+            Ok(info) => match log.wait_durable(info.last_offset + 1).await {
+                Ok(()) => {
+                    log.set_high_watermark(log.log_end_offset());
+                    acknowledged.push(assigned(&bytes, info.base_offset, 0));
+                }
+                Err(error) => return (acknowledged, error),
+            },
+            Err(error) => return (acknowledged, error),
+        }
+    }
+    panic!("a 64 MiB filesystem never filled up");
+}
+
+#[test]
+fn a_truly_full_disk_fails_appends_cleanly_and_recovers() {
+    with_loop_mount(|mount| {
+        run(move || async move {
+            let dir = mount.join("t-0");
+            let log = open_uncached(&dir, config()).await;
+            let (acknowledged, error) = fill(&log, None).await;
+            assert!(error.is_storage_failure(), "{error}");
+            assert!(matches!(error, StorageError::NoSpace { .. }), "{error}");
+            assert!(acknowledged.len() > 100);
+            let end = log.log_end_offset();
+            assert_eq!(
+                end,
+                acknowledged.len() as i64 * 4,
+                "a refused append leaves no trace"
+            );
+            // Reads keep working on the full disk.
+            assert_batches_eq(
+                &read_all(&log, 0, 1 << 20).await,
+                &acknowledged,
+                "full disk",
+            );
+
+            // Space returns: appends resume without a restart.
+            let victim = dir.join(format!("{:020}.log", 0));
+            let freed = std::fs::metadata(&victim).unwrap().len();
+            log.set_high_watermark(end);
+            let mut retention = log.config();
+            retention.retention_bytes = Some(1);
+            retention.retention_ms = None;
+            log.set_config(retention);
+            log.enforce_retention(ringlog::storage::now_ms())
+                .await
+                .unwrap();
+            assert!(
+                !victim.exists() && freed > 0,
+                "retention freed the oldest segment"
+            );
+            let next = make_batch(99_999, 1, 1000, 1);
+            let info = log
+                .append(BytesMut::from(&next[..]), 0)
+                .await
+                .expect("append after space returned");
+            assert_eq!(info.base_offset, end);
+            log.close().await.unwrap();
+            drop(log);
+            let log = open_uncached(&dir, config()).await;
+            assert_eq!(log.log_end_offset(), end + 1);
+        });
+    });
+}
+
+#[test]
+fn the_free_space_threshold_refuses_writes_first_and_the_ballast_buys_room() {
+    with_loop_mount(|mount| {
+        run(move || async move {
+            let dir = mount.join("t-0");
+            file::prime_device(&mount).await.unwrap();
+            let ballast = mount.join("ballast");
+            file::ensure_ballast(&ballast, 16 * 1024 * 1024)
+                .await
+                .unwrap();
+            let threshold_bytes = 12 * 1024 * 1024;
+            let space = Rc::new(SpaceGuard::for_dir(&mount, threshold_bytes));
+            let (log, _) = PartitionLog::open(
+                &dir,
+                config(),
+                Rc::new(BatchCache::new(0)),
+                Rc::clone(&space),
+            )
+            .await
+            .unwrap();
+            let (acknowledged, error) = fill(&log, Some(&space)).await;
+            match error {
+                StorageError::DiskFull {
+                    free_bytes,
+                    threshold_bytes: t,
+                } => {
+                    assert_eq!(t, threshold_bytes);
+                    assert!(
+                        free_bytes < threshold_bytes && free_bytes > 0,
+                        "refused before really full"
+                    );
+                }
+                other => panic!("expected the threshold to refuse, got {other}"),
+            }
+            assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &acknowledged, "refused");
+
+            // The operator deletes the ballast; writes resume once the guard sees the space.
+            std::fs::remove_file(&ballast).unwrap();
+            space.refresh(Duration::ZERO).await.unwrap();
+            let next = make_batch(77, 1, 1000, 1);
+            log.append(BytesMut::from(&next[..]), 0)
+                .await
+                .expect("append after the ballast went");
+        });
+    });
+}
