@@ -816,7 +816,7 @@ impl Segment {
                 }
             };
             let batch_size = header.size_bytes();
-            let (base_offset, last_offset) = (header.base_offset.get(), header.last_offset());
+            let last_offset = header.last_offset();
             if batch_size > batch_size_max || position + batch_size as u64 > written {
                 if found.is_empty() && batch_size > batch_size_max {
                     return Err(StorageError::LogFailed(format!(
@@ -852,7 +852,6 @@ impl Segment {
                 size_bytes += batch_size;
                 next_offset = last_offset + 1;
             }
-            let _ = base_offset;
             in_window += batch_size;
             position += batch_size as u64;
         }
