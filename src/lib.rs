@@ -1,3 +1,10 @@
+pub mod broker;
 pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod net;
+pub mod partition;
+pub mod protocol;
 pub mod runtime;
+pub mod server;
 pub mod storage;

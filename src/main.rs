@@ -20,6 +20,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the broker. With no flags: a single node on 127.0.0.1:9092, data in ./ringlog-data.
+    #[command(
+        after_help = "Examples:\n  ringlog serve\n  ringlog serve --data-dir /var/lib/ringlog --kafka-addr 0.0.0.0:9092 --advertised-addr broker1:9092\n  ringlog serve --config /etc/ringlog/ringlog.toml --smp 4"
+    )]
+    Serve(ringlog::config::ServeArgs),
     /// Print the segments and record batches of one partition directory, checking each batch.
     #[command(
         after_help = "Examples:\n  ringlog dump-log ringlog-data/orders-0\n  ringlog dump-log --batches ringlog-data/orders-0"
@@ -36,6 +41,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Serve(args) => ringlog::config::ServerConfig::resolve(&args)
+            .and_then(ringlog::server::serve)
+            .map(|()| ExitCode::SUCCESS),
         Command::DumpLog(args) => ringlog::cli::dump_log::run(args),
     };
     match result {

@@ -17,10 +17,8 @@ use super::notify::Notify;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AppenderConfig {
-    /// Size of a normal write; a larger append gets a buffer of its own size, up to
-    /// `write_size_max_bytes`.
+    /// Size of every full write (and of the in-memory buffers).
     pub chunk_size_bytes: usize,
-    pub write_size_max_bytes: usize,
     /// Bytes of writes in flight before an append waits.
     pub inflight_bytes_max: usize,
     pub preallocate_step_bytes: u64,
@@ -32,7 +30,13 @@ pub struct Appender {
     state: RefCell<State>,
     /// Signalled when a write completes or the appender fails.
     progress: Notify,
+    /// Buffers whose writes completed, kept for reuse: fresh DMA memory beyond glommio's
+    /// arena costs page faults on every write.
+    spare_buffers: RefCell<Vec<AlignedBuffer>>,
 }
+
+/// Spare write buffers kept per file.
+const SPARE_BUFFERS_MAX: usize = 4;
 
 struct State {
     /// Holds file bytes [buffer_position, buffer_position + buffer_fill).
@@ -69,7 +73,6 @@ impl Appender {
         end_position: u64,
     ) -> Result<Rc<Self>> {
         assert!(config.chunk_size_bytes as u64 % PAGE_SIZE_BYTES == 0);
-        assert!(config.write_size_max_bytes >= config.chunk_size_bytes);
         let allocated_bytes = file.size_bytes().await?.max(end_position);
         let buffer_position = align_down(end_position);
         let buffer_fill = (end_position - buffer_position) as usize;
@@ -102,6 +105,7 @@ impl Appender {
                 appending: false,
             }),
             progress: Notify::default(),
+            spare_buffers: RefCell::new(Vec::new()),
         }))
     }
 
@@ -166,20 +170,23 @@ impl Appender {
                 state.buffer_fill == state.buffer.len()
             };
             if buffer_full {
-                self.submit_full_buffer(rest.len()).await?;
+                self.submit_full_buffer().await?;
             }
         }
         Ok(start)
     }
 
-    /// Writes out the full current buffer and starts a new one sized for `upcoming_bytes`.
-    async fn submit_full_buffer(self: &Rc<Self>, upcoming_bytes: usize) -> Result<()> {
+    fn take_buffer(&self) -> AlignedBuffer {
+        self.spare_buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| self.file.alloc_buffer(self.config.chunk_size_bytes))
+    }
+
+    /// Writes out the full current buffer and starts the next.
+    async fn submit_full_buffer(self: &Rc<Self>) -> Result<()> {
         self.wait_until(|state| !state.tail_write_inflight).await?;
-        let next_size = align_up(upcoming_bytes as u64).clamp(
-            self.config.chunk_size_bytes as u64,
-            self.config.write_size_max_bytes as u64,
-        ) as usize;
-        let fresh = self.file.alloc_buffer(next_size);
+        let fresh = self.take_buffer();
         let (buffer, position) = {
             let mut state = self.state.borrow_mut();
             let buffer = std::mem::replace(&mut state.buffer, fresh);
@@ -196,8 +203,8 @@ impl Appender {
             .await
     }
 
-    /// Writes the partially filled tail pages (zero padded), if they hold anything not yet
-    /// written. Returns the logical position that is on its way to disk.
+    /// Writes the tail pages that changed since the last tail write (the last one zero padded),
+    /// if there are any. Returns the logical position that is on its way to disk.
     pub async fn flush(self: &Rc<Self>) -> Result<u64> {
         self.wait_until(|state| !state.tail_write_inflight).await?;
         let (copy, position, end_position) = {
@@ -206,15 +213,17 @@ impl Appender {
             if state.buffer_fill == state.tail_written_fill {
                 return Ok(end_position);
             }
+            // Pages wholly before the last tail write are on disk and have not changed since.
+            let from = align_down(state.tail_written_fill as u64) as usize;
             let fill = state.buffer_fill;
             let padded = align_up(fill as u64) as usize;
-            let mut copy = self.file.alloc_buffer(padded);
+            let mut copy = self.file.alloc_buffer(padded - from);
             let bytes = copy.as_bytes_mut();
-            bytes[..fill].copy_from_slice(&state.buffer.as_bytes()[..fill]);
-            bytes[fill..].fill(0);
+            bytes[..fill - from].copy_from_slice(&state.buffer.as_bytes()[from..fill]);
+            bytes[fill - from..].fill(0);
             state.tail_written_fill = fill;
             state.tail_write_inflight = true;
-            (copy, state.buffer_position, end_position)
+            (copy, state.buffer_position + from as u64, end_position)
         };
         self.submit(copy, position, end_position, true);
         Ok(end_position)
@@ -242,8 +251,19 @@ impl Appender {
             id
         };
         let appender = Rc::clone(self);
+        let reusable = !tail && size_bytes == self.config.chunk_size_bytes;
+        let buffer = Rc::new(buffer);
         glommio::spawn_local(async move {
-            let result = appender.file.write_at(buffer, position).await;
+            let result = appender
+                .file
+                .write_rc_at(Rc::clone(&buffer), position)
+                .await;
+            if let (true, Ok(buffer)) = (reusable, Rc::try_unwrap(buffer)) {
+                let mut spare = appender.spare_buffers.borrow_mut();
+                if spare.len() < SPARE_BUFFERS_MAX {
+                    spare.push(buffer);
+                }
+            }
             appender.complete(id, tail, result);
         })
         .detach();
@@ -305,7 +325,7 @@ impl Appender {
         if reload_from_disk {
             let buffer_position = align_down(end_position);
             let fill = (end_position - buffer_position) as usize;
-            let mut buffer = self.file.alloc_buffer(self.config.chunk_size_bytes);
+            let mut buffer = self.take_buffer();
             let tail = self.file.read_at(buffer_position, fill).await?;
             if tail.len() != fill {
                 return Err(StorageError::LogFailed(format!(

@@ -24,10 +24,8 @@ pub struct LogConfig {
     pub flush_messages: Option<u64>,
     /// `flush.ms`: fdatasync data older than this. `None`: never by time.
     pub flush_ms: Option<u64>,
-    /// Size of one direct-IO write of log data.
+    /// Size of one direct-IO write of log data (and of the in-memory write buffers).
     pub write_chunk_bytes: u64,
-    /// Largest single direct-IO write (a batch bigger than a chunk gets one write of its size).
-    pub write_size_max_bytes: u64,
     /// Bytes of log writes in flight per partition before appends wait.
     pub write_inflight_bytes_max: u64,
     /// Disk blocks are reserved for the active segment in steps of this size.
@@ -46,7 +44,6 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             write_chunk_bytes: 16 * KIB,
-            write_size_max_bytes: MIB,
             write_inflight_bytes_max: 4 * MIB,
             preallocate_bytes: 32 * MIB,
         }
@@ -57,7 +54,6 @@ impl LogConfig {
     pub(crate) fn log_appender(&self) -> AppenderConfig {
         AppenderConfig {
             chunk_size_bytes: self.write_chunk_bytes as usize,
-            write_size_max_bytes: self.write_size_max_bytes.max(self.write_chunk_bytes) as usize,
             inflight_bytes_max: self.write_inflight_bytes_max as usize,
             preallocate_step_bytes: self.preallocate_bytes.min(self.segment_bytes.max(MIB)),
         }
@@ -68,7 +64,6 @@ impl LogConfig {
         let entries_max = self.segment_bytes / self.index_interval_bytes.max(1) + 2;
         AppenderConfig {
             chunk_size_bytes: 4 * KIB as usize,
-            write_size_max_bytes: 64 * KIB as usize,
             inflight_bytes_max: 64 * KIB as usize,
             preallocate_step_bytes: (entries_max * entry_size_bytes as u64).clamp(4 * KIB, 4 * MIB),
         }

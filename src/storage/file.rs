@@ -62,13 +62,14 @@ impl DirectFile {
         self.file.alloc_dma_buffer(size_bytes)
     }
 
-    /// Writes the whole aligned buffer at the aligned `position`.
-    pub async fn write_at(&self, buffer: AlignedBuffer, position: u64) -> Result<()> {
+    /// Writes the whole aligned buffer at the aligned `position`; the caller keeps a handle
+    /// on the buffer so that it can be reused once the write completes.
+    pub async fn write_rc_at(&self, buffer: Rc<AlignedBuffer>, position: u64) -> Result<()> {
         debug_assert_eq!(position % PAGE_SIZE_BYTES, 0);
         let expected = buffer.len();
         let written = self
             .file
-            .write_at(buffer, position)
+            .write_rc_at(buffer, position)
             .await
             .map_err(|e| self.error("writing", e.into()))?;
         if written != expected {

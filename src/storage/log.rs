@@ -239,6 +239,18 @@ impl PartitionLog {
         self.segments.borrow().keys().copied().collect()
     }
 
+    /// The largest batch timestamp in the log, if any batch has one.
+    pub fn max_timestamp_ms(&self) -> Option<i64> {
+        let log_start_offset = self.log_start_offset();
+        self.segments
+            .borrow()
+            .values()
+            .filter(|s| s.next_offset() > log_start_offset)
+            .map(|s| s.max_timestamp_ms())
+            .filter(|ts| *ts >= 0)
+            .max()
+    }
+
     /// The leader-epoch history: (epoch, first offset written in it).
     pub fn epochs(&self) -> Vec<(i32, i64)> {
         self.state.borrow().epochs.clone()

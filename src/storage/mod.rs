@@ -15,7 +15,7 @@ mod error;
 pub mod file;
 mod index;
 mod log;
-mod notify;
+pub mod notify;
 mod scan;
 pub mod segment;
 pub mod space;

@@ -31,9 +31,6 @@ pub const LOG_SUFFIX: &str = ".log";
 pub const INDEX_SUFFIX: &str = ".index";
 pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
 
-/// Bytes past the requested size read in one go, so a fetch that starts just after an index
-/// entry still finds its batches in one disk read.
-const READ_SLACK_BYTES: usize = 64 * 1024;
 /// Largest single disk read for a fetch.
 const READ_SIZE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
@@ -517,12 +514,8 @@ impl Segment {
             .borrow_mut()
             .first_append_ms
             .get_or_insert(now_ms);
-        let written = appender.written_position();
-        let mut pending = self.pending.borrow_mut();
-        while pending.front().is_some_and(|p| p.end_position <= written) {
-            pending.pop_front();
-        }
-        pending.push_back(PendingBatch {
+        self.prune_pending();
+        self.pending.borrow_mut().push_back(PendingBatch {
             end_position: position + bytes.len() as u64,
             base_offset,
             last_offset,
@@ -531,9 +524,22 @@ impl Segment {
         Ok(())
     }
 
+    /// Forgets pending batches whose bytes are wholly on disk now.
+    fn prune_pending(&self) {
+        let written = match self.appender.borrow().as_ref() {
+            Some(appender) => appender.written_position(),
+            None => u64::MAX,
+        };
+        let mut pending = self.pending.borrow_mut();
+        while pending.front().is_some_and(|p| p.end_position <= written) {
+            pending.pop_front();
+        }
+    }
+
     /// Writes the unflushed tail without waiting for it (no fdatasync): after this, the data
     /// survives a crash of the process, though not of the machine.
     pub async fn write_behind(&self) -> Result<()> {
+        self.prune_pending();
         let appender = self.appender.borrow().clone();
         if let Some(appender) = appender {
             appender.flush().await?;
@@ -549,6 +555,7 @@ impl Segment {
             return Ok(());
         };
         let position = appender.sync().await?;
+        self.prune_pending();
         self.persist_index(position, false).await
     }
 
@@ -760,6 +767,7 @@ impl Segment {
         max_bytes: usize,
         config: &LogConfig,
     ) -> Result<Vec<Bytes>> {
+        self.prune_pending();
         let mut found = Vec::new();
         let mut size_bytes = 0usize;
         let mut next_offset = start_offset;
@@ -782,7 +790,9 @@ impl Segment {
             .borrow()
             .lookup_offset((start_offset - self.base_offset).max(0) as u32)
             .map_or(0, |e| u64::from(e.position));
-        let window_size = (max_bytes.min(READ_SIZE_MAX_BYTES) + READ_SLACK_BYTES)
+        // The batch holding `start_offset` lies at most an index interval past the index entry.
+        let slack_bytes = config.index_interval_bytes as usize;
+        let window_size = (max_bytes.min(READ_SIZE_MAX_BYTES) + slack_bytes)
             .min(written.saturating_sub(position) as usize);
         let mut window = self.log.read_at(position, window_size).await?;
         let mut in_window = 0usize;
@@ -796,10 +806,7 @@ impl Segment {
                     // Header cut by the window: read from here.
                     window = self
                         .log
-                        .read_at(
-                            position,
-                            READ_SLACK_BYTES.min((written - position) as usize),
-                        )
+                        .read_at(position, slack_bytes.min((written - position) as usize))
                         .await?;
                     in_window = 0;
                     if window.len() < BATCH_HEADER_SIZE_BYTES {

@@ -1,0 +1,486 @@
+//! The broker on one shard: the shard's state (its partitions, its copy of the cluster
+//! metadata, shard 0's controller), one handler per Kafka API, and the routing of each
+//! partition's work to the shard that owns it. Handlers split requests by partition, send the
+//! parts to their owners over the mesh (or serve them in place) and gather the answers.
+
+mod api_versions;
+mod create_topics;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+pub mod messages;
+mod metadata;
+mod produce;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use glommio::sync::Semaphore;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
+
+use crate::cluster::{ClusterMetadata, MetadataStore};
+use crate::config::ServerConfig;
+use crate::net::connection::Outcome;
+use crate::partition::{Partition, TopicPartition};
+use crate::protocol::{codes, encode_response, versions, ChunkedBuf, RequestFrame};
+use crate::runtime::mesh::{Mesh, MeshError};
+use crate::storage::notify::Notify;
+use crate::storage::{BatchCache, PartitionLog, SpaceGuard};
+
+use crate::partition::OffsetAnswer;
+use messages::{ControllerError, ControllerOp, ControllerReply, ShardRequest};
+
+/// Cross-shard requests handled at once per shard; senders wait beyond this.
+const MESH_INFLIGHT_MAX: usize = 4096;
+/// Producer ids a shard takes from the controller at a time.
+const PRODUCER_ID_BLOCK: u64 = 1000;
+/// How long a shard waits for another to answer a metadata change or a controller call.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: Arc<ServerConfig>,
+    pub mesh: Mesh<ShardRequest>,
+    metadata: RefCell<Arc<ClusterMetadata>>,
+    metadata_ready: Cell<bool>,
+    metadata_changed: Notify,
+    /// Shard 0 only: the durable metadata.
+    store: Option<Rc<MetadataStore>>,
+    /// Shard 0: one metadata change at a time, each applied on every shard before the next.
+    controller_lock: Semaphore,
+    partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    cache: Rc<BatchCache>,
+    space: Rc<SpaceGuard>,
+    producer_ids: RefCell<Range<i64>>,
+    mesh_permits: Rc<Semaphore>,
+}
+
+impl Shard {
+    pub fn new(
+        config: Arc<ServerConfig>,
+        mesh: Mesh<ShardRequest>,
+        store: Option<Rc<MetadataStore>>,
+        cache: Rc<BatchCache>,
+        space: Rc<SpaceGuard>,
+        initial: Arc<ClusterMetadata>,
+    ) -> Rc<Self> {
+        Rc::new(Shard {
+            id: mesh.shard_id(),
+            count: mesh.shard_count(),
+            config,
+            mesh,
+            metadata: RefCell::new(initial),
+            metadata_ready: Cell::new(false),
+            metadata_changed: Notify::default(),
+            store,
+            controller_lock: Semaphore::new(1),
+            partitions: RefCell::new(HashMap::new()),
+            cache,
+            space,
+            producer_ids: RefCell::new(0..0),
+            mesh_permits: Rc::new(Semaphore::new(MESH_INFLIGHT_MAX as u64)),
+        })
+    }
+
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        Arc::clone(&self.metadata.borrow())
+    }
+
+    pub fn partition(&self, id: &TopicPartition) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(id).cloned()
+    }
+
+    pub fn partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    pub fn space(&self) -> &Rc<SpaceGuard> {
+        &self.space
+    }
+
+    /// Waits until this shard has applied its first metadata snapshot.
+    pub async fn wait_ready(&self) {
+        self.metadata_changed
+            .wait_for(|| self.metadata_ready.get().then_some(()))
+            .await;
+    }
+
+    /// The shard owning `partition`, or the error code for a partition that does not exist.
+    pub fn owner_of(&self, partition: &TopicPartition) -> Result<usize, i16> {
+        let metadata = self.metadata.borrow();
+        metadata
+            .topics
+            .get(&partition.topic)
+            .and_then(|topic| {
+                usize::try_from(partition.partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i))
+            })
+            .map(|assignment| assignment.shard as usize)
+            .ok_or(codes::UNKNOWN_TOPIC_OR_PARTITION)
+    }
+
+    /// Serves requests other shards send, each in its own task, at most `MESH_INFLIGHT_MAX`.
+    pub fn serve_mesh(
+        self: &Rc<Self>,
+        mut receivers: glommio::channels::channel_mesh::Receivers<ShardRequest>,
+    ) {
+        for (_, receiver) in receivers.streams() {
+            let shard = Rc::clone(self);
+            glommio::spawn_local(async move {
+                while let Some(request) = receiver.recv().await {
+                    let Ok(permit) = shard.mesh_permits.acquire_static_permit(1).await else {
+                        break;
+                    };
+                    let shard = Rc::clone(&shard);
+                    glommio::spawn_local(async move {
+                        shard.handle_shard_request(request).await;
+                        drop(permit);
+                    })
+                    .detach();
+                }
+            })
+            .detach();
+        }
+    }
+
+    async fn handle_shard_request(self: &Rc<Self>, request: ShardRequest) {
+        match request {
+            ShardRequest::Produce {
+                partition,
+                records,
+                acks,
+                timeout_ms,
+                reply,
+            } => {
+                let outcome = self
+                    .produce_local(&partition, records, acks, Duration::from_millis(timeout_ms))
+                    .await;
+                let _ = reply.send(outcome);
+            }
+            ShardRequest::Fetch { reads, reply } => {
+                let _ = reply.send(self.fetch_local(reads).await);
+            }
+            ShardRequest::WaitForData {
+                waits,
+                timeout_ms,
+                reply,
+            } => {
+                self.wait_for_data_local(&waits, Duration::from_millis(timeout_ms))
+                    .await;
+                let _ = reply.send(());
+            }
+            ShardRequest::ListOffsets { queries, reply } => {
+                let _ = reply.send(self.list_offsets_local(&queries).await);
+            }
+            ShardRequest::ApplyMetadata { snapshot, reply } => {
+                self.apply_metadata(snapshot).await;
+                let _ = reply.send(());
+            }
+            ShardRequest::Controller { op, reply } => {
+                let _ = reply.send(self.run_controller_op(op).await);
+            }
+        }
+    }
+
+    /// Opens, closes and reconfigures this shard's partitions to match `snapshot`.
+    pub async fn apply_metadata(self: &Rc<Self>, snapshot: Arc<ClusterMetadata>) {
+        if snapshot.version < self.metadata.borrow().version && self.metadata_ready.get() {
+            return;
+        }
+        let mut wanted = HashSet::new();
+        for topic in snapshot.topics.values() {
+            let log_config = topic
+                .configs
+                .effective_log_config(&self.config.log_defaults);
+            for (index, assignment) in topic.partitions.iter().enumerate() {
+                if assignment.shard as usize != self.id {
+                    continue;
+                }
+                let id = TopicPartition::new(topic.name.clone(), index as i32);
+                wanted.insert(id.clone());
+                if let Some(existing) = self.partition(&id) {
+                    if existing.log.config() != log_config {
+                        existing.log.set_config(log_config.clone());
+                    }
+                    continue;
+                }
+                let dir = self.config.data_dir.join(id.dir_name());
+                match PartitionLog::open(
+                    &dir,
+                    log_config.clone(),
+                    Rc::clone(&self.cache),
+                    Rc::clone(&self.space),
+                )
+                .await
+                {
+                    Ok((log, report)) => {
+                        if report.recovery.truncated_bytes > 0 {
+                            tracing::info!(partition = %id.dir_name(), truncated_bytes = report.recovery.truncated_bytes, "recovered partition");
+                        }
+                        self.partitions
+                            .borrow_mut()
+                            .insert(id.clone(), Partition::new(id, log));
+                    }
+                    Err(error) => {
+                        tracing::error!(partition = %id.dir_name(), %error, "cannot open partition; it stays offline");
+                    }
+                }
+            }
+        }
+        let gone: Vec<TopicPartition> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|id| !wanted.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            let partition = self.partitions.borrow_mut().remove(&id);
+            if let Some(partition) = partition {
+                let _ = partition.log.close().await;
+                if !snapshot.topics.contains_key(&id.topic) {
+                    let dir = partition.log.dir().to_path_buf();
+                    if let Err(error) = crate::storage::file::remove_dir_all(&dir).await {
+                        tracing::warn!(dir = %dir.display(), %error, "cannot remove a deleted partition's data");
+                    }
+                }
+            }
+        }
+        *self.metadata.borrow_mut() = snapshot;
+        self.metadata_ready.set(true);
+        self.metadata_changed.notify_all();
+    }
+
+    /// Sends `snapshot` to every shard (this one included) and waits until all applied it.
+    pub async fn broadcast_metadata(self: &Rc<Self>, snapshot: Arc<ClusterMetadata>) {
+        let mut waits = Vec::new();
+        for shard in (0..self.count).filter(|s| *s != self.id) {
+            let snapshot = Arc::clone(&snapshot);
+            waits.push(async move {
+                let result = self
+                    .mesh
+                    .call(shard, CONTROL_TIMEOUT, |reply| {
+                        ShardRequest::ApplyMetadata { snapshot, reply }
+                    })
+                    .await;
+                if let Err(error) = result {
+                    tracing::error!(shard, %error, "a shard did not apply new metadata");
+                }
+            });
+        }
+        self.apply_metadata(Arc::clone(&snapshot)).await;
+        futures_util::future::join_all(waits).await;
+    }
+
+    /// Runs a metadata change on the controller (shard 0), wherever it is asked.
+    pub async fn controller(self: &Rc<Self>, op: ControllerOp) -> ControllerReply {
+        if self.id == 0 {
+            return self.run_controller_op(op).await;
+        }
+        let fallback = match &op {
+            ControllerOp::CreateTopic { .. } => {
+                |e: MeshError| ControllerReply::Topic(Err(mesh_failure(e)))
+            }
+            ControllerOp::AllocateProducerIds { .. } => {
+                |e: MeshError| ControllerReply::ProducerIds(Err(mesh_failure(e)))
+            }
+        };
+        self.mesh
+            .call(0, CONTROL_TIMEOUT, |reply| ShardRequest::Controller {
+                op,
+                reply,
+            })
+            .await
+            .unwrap_or_else(fallback)
+    }
+
+    async fn run_controller_op(self: &Rc<Self>, op: ControllerOp) -> ControllerReply {
+        let store = Rc::clone(self.store.as_ref().expect("controller ops run on shard 0"));
+        let Ok(_permit) = self.controller_lock.acquire_permit(1).await else {
+            return ControllerReply::ProducerIds(Err(ControllerError {
+                code: codes::COORDINATOR_NOT_AVAILABLE,
+                message: "shutting down".into(),
+            }));
+        };
+        match op {
+            ControllerOp::CreateTopic {
+                name,
+                partition_count,
+                replication_factor,
+                configs,
+                validate_only,
+            } => {
+                let created = store
+                    .create_topic(
+                        &name,
+                        partition_count,
+                        replication_factor,
+                        configs,
+                        validate_only,
+                    )
+                    .await
+                    .map_err(|e| ControllerError {
+                        code: e.kafka_code(),
+                        message: e.to_string(),
+                    });
+                if created.is_ok() && !validate_only {
+                    self.broadcast_metadata(store.snapshot()).await;
+                }
+                ControllerReply::Topic(created)
+            }
+            ControllerOp::AllocateProducerIds { count } => {
+                ControllerReply::ProducerIds(store.allocate_producer_ids(count).await.map_err(
+                    |e| ControllerError {
+                        code: e.kafka_code(),
+                        message: e.to_string(),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// A fresh producer id from this shard's block, refilled from the controller.
+    pub async fn next_producer_id(self: &Rc<Self>) -> Result<i64, ControllerError> {
+        if let Some(id) = self.producer_ids.borrow_mut().next() {
+            return Ok(id);
+        }
+        let reply = self
+            .controller(ControllerOp::AllocateProducerIds {
+                count: PRODUCER_ID_BLOCK,
+            })
+            .await;
+        let block = match reply {
+            ControllerReply::ProducerIds(result) => result?,
+            ControllerReply::Topic(_) => unreachable!("the controller answers in kind"),
+        };
+        let mut ids = self.producer_ids.borrow_mut();
+        *ids = block;
+        ids.next().ok_or(ControllerError {
+            code: codes::COORDINATOR_NOT_AVAILABLE,
+            message: "empty producer id block".into(),
+        })
+    }
+
+    async fn list_offsets_local(&self, queries: &[(TopicPartition, i64)]) -> Vec<OffsetAnswer> {
+        let mut answers = Vec::with_capacity(queries.len());
+        for (id, timestamp) in queries {
+            answers.push(match self.partition(id) {
+                Some(partition) => partition.list_offset(*timestamp).await,
+                None => OffsetAnswer {
+                    error_code: codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    offset: -1,
+                    timestamp_ms: -1,
+                    leader_epoch: -1,
+                },
+            });
+        }
+        answers
+    }
+
+    /// Housekeeping for every partition of this shard: flush by time, roll, retention, idle
+    /// tails, free-space reading, foreign buffers.
+    pub async fn tick(&self) {
+        crate::storage::file::collect_foreign_garbage();
+        if let Err(error) = self.space.refresh(Duration::ZERO).await {
+            tracing::warn!(%error, "cannot read free disk space");
+        }
+        let now = crate::storage::now_ms();
+        for partition in self.partitions() {
+            if let Err(error) = partition.log.tick(now).await {
+                tracing::warn!(partition = %partition.id.dir_name(), %error, "housekeeping failed");
+            }
+        }
+    }
+
+    /// Flushes and closes every partition, for a clean shutdown.
+    pub async fn close_partitions(&self) {
+        let partitions: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for partition in partitions {
+            if let Err(error) = partition.log.close().await {
+                tracing::error!(partition = %partition.id.dir_name(), %error, "flush at shutdown failed");
+            }
+        }
+    }
+
+    /// Handles one request frame from a client connection.
+    pub async fn handle_frame(self: Rc<Self>, frame: Bytes) -> Outcome {
+        let Some((api_key, api_version, correlation_id)) = crate::protocol::frame::peek_ids(&frame)
+        else {
+            return Outcome::Close(format!(
+                "frame of {} bytes has no request header",
+                frame.len()
+            ));
+        };
+        if api_key == ApiKey::ApiVersions as i16 && !versions::is_supported(api_key, api_version) {
+            // The protocol's answer to an unknown ApiVersions version: v0 format, the error, and
+            // what is supported, so the client can retry.
+            return api_versions::unsupported(correlation_id);
+        }
+        if !versions::is_supported(api_key, api_version) {
+            return Outcome::Close(format!(
+                "unsupported API key {api_key} version {api_version}"
+            ));
+        }
+        let request = match RequestFrame::parse(frame) {
+            Ok(request) => request,
+            Err(error) => return Outcome::Close(error.to_string()),
+        };
+        let result = match request.api_key {
+            ApiKey::ApiVersions => api_versions::handle(&request),
+            ApiKey::Metadata => metadata::handle(&self, &request).await,
+            ApiKey::Produce => produce::handle(&self, &request).await,
+            ApiKey::Fetch => fetch::handle(&self, &request).await,
+            ApiKey::ListOffsets => list_offsets::handle(&self, &request).await,
+            ApiKey::CreateTopics => create_topics::handle(&self, &request).await,
+            ApiKey::InitProducerId => init_producer_id::handle(&self, &request).await,
+            other => Err(anyhow::anyhow!(
+                "API {other:?} is advertised but has no handler"
+            )),
+        };
+        result.unwrap_or_else(|error| {
+            Outcome::Close(format!("{:?} v{api_version}: {error:#}", request.api_key))
+        })
+    }
+}
+
+fn mesh_failure(error: MeshError) -> ControllerError {
+    ControllerError {
+        code: codes::COORDINATOR_NOT_AVAILABLE,
+        message: error.to_string(),
+    }
+}
+
+/// Encodes a response to `request`.
+pub(crate) fn respond<R: Encodable + HeaderVersion>(
+    request: &RequestFrame,
+    response: &R,
+) -> anyhow::Result<Outcome> {
+    respond_with(ChunkedBuf::new(), request, response)
+}
+
+/// Encodes a response whose records were registered in `buf`.
+pub(crate) fn respond_with<R: Encodable + HeaderVersion>(
+    buf: ChunkedBuf,
+    request: &RequestFrame,
+    response: &R,
+) -> anyhow::Result<Outcome> {
+    Ok(Outcome::Respond(encode_response(
+        buf,
+        request.correlation_id(),
+        request.api_version(),
+        response,
+    )?))
+}

@@ -1,0 +1,251 @@
+//! Broker configuration: every setting is a flag of `ringlog serve` and may also come from a
+//! TOML file (`--config`); flags win over the file, the file over the embedded defaults.
+//! `ops/ringlog.toml` documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::storage::LogConfig;
+
+pub const DEFAULT_KAFKA_ADDR: &str = "127.0.0.1:9092";
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9644";
+pub const DEFAULT_DATA_DIR: &str = "./ringlog-data";
+
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings and broker-wide topic defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where logs and metadata live [default: ./ringlog-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener; every shard binds it with SO_REUSEPORT [default: 127.0.0.1:9092].
+    #[arg(long)]
+    pub kafka_addr: Option<SocketAddr>,
+    /// What Metadata tells clients to connect to [default: the Kafka listener].
+    #[arg(long)]
+    pub advertised_addr: Option<String>,
+    /// HTTP admin listener: metrics, health [default: 127.0.0.1:9644].
+    #[arg(long)]
+    pub admin_addr: Option<SocketAddr>,
+    /// This broker's id [default: 0].
+    #[arg(long)]
+    pub node_id: Option<i32>,
+    /// Number of shards [default: one per online CPU].
+    #[arg(long)]
+    pub smp: Option<usize>,
+    /// Which CPUs to run shards on, e.g. `0,2-3` (implies --smp).
+    #[arg(long)]
+    pub cpus: Option<String>,
+}
+
+/// The TOML file: the same keys as the flags (with underscores) plus broker settings.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    kafka_addr: Option<SocketAddr>,
+    advertised_addr: Option<String>,
+    admin_addr: Option<SocketAddr>,
+    node_id: Option<i32>,
+    smp: Option<usize>,
+    cpus: Option<String>,
+    log_level: Option<String>,
+    auto_create_topics_enable: Option<bool>,
+    num_partitions: Option<i32>,
+    socket_request_max_bytes: Option<usize>,
+    batch_cache_bytes_per_shard: Option<usize>,
+    disk_free_threshold_bytes: Option<u64>,
+    ballast_bytes: Option<u64>,
+    /// Broker-wide defaults for topic configs, by Kafka name (`retention.ms = 86400000`).
+    #[serde(default)]
+    topic_defaults: std::collections::BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub kafka_addr: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub admin_addr: SocketAddr,
+    pub node_id: i32,
+    pub shard_count: usize,
+    pub cpus: Option<Vec<usize>>,
+    pub log_level: Option<String>,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    /// `socket.request.max.bytes`: larger frames close the connection.
+    pub socket_request_max_bytes: usize,
+    pub batch_cache_bytes_per_shard: usize,
+    pub disk_free_threshold_bytes: u64,
+    pub ballast_bytes: u64,
+    /// Topic settings every topic starts from.
+    pub log_defaults: LogConfig,
+    /// Requests in flight per connection before its reader waits.
+    pub connection_inflight_max: usize,
+}
+
+pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("--cpus: '{part}' is not a CPU number or range");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    if cpus.is_empty() {
+        return Err("--cpus names no CPU".into());
+    }
+    Ok(cpus)
+}
+
+impl ServerConfig {
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file: FileConfig = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let kafka_addr = args
+            .kafka_addr
+            .or(file.kafka_addr)
+            .unwrap_or_else(|| DEFAULT_KAFKA_ADDR.parse().expect("valid default"));
+        let advertised = args
+            .advertised_addr
+            .clone()
+            .or(file.advertised_addr)
+            .unwrap_or_else(|| kafka_addr.to_string());
+        let (advertised_host, advertised_port) = split_host_port(&advertised)?;
+        let cpus = match args.cpus.as_deref().or(file.cpus.as_deref()) {
+            Some(list) => Some(parse_cpu_list(list).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shard_count = cpus
+            .as_ref()
+            .map(Vec::len)
+            .or(args.smp)
+            .or(file.smp)
+            .unwrap_or(online);
+        anyhow::ensure!(shard_count >= 1, "--smp must be at least 1");
+        anyhow::ensure!(
+            shard_count <= 256,
+            "--smp {shard_count} is more shards than ringlog supports (256)"
+        );
+        let mut log_defaults = LogConfig::default();
+        for (name, value) in &file.topic_defaults {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let known = log_defaults
+                .set(name, &text)
+                .map_err(|e| anyhow::anyhow!("topic_defaults: {e}"))?;
+            anyhow::ensure!(known, "topic_defaults: unknown topic config '{name}'");
+        }
+        let num_partitions = file.num_partitions.unwrap_or(1);
+        anyhow::ensure!(num_partitions >= 1, "num_partitions must be at least 1");
+        Ok(ServerConfig {
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            kafka_addr,
+            advertised_host,
+            advertised_port,
+            admin_addr: args
+                .admin_addr
+                .or(file.admin_addr)
+                .unwrap_or_else(|| DEFAULT_ADMIN_ADDR.parse().expect("valid default")),
+            node_id: args.node_id.or(file.node_id).unwrap_or(0),
+            shard_count,
+            cpus,
+            log_level: file.log_level,
+            auto_create_topics_enable: file.auto_create_topics_enable.unwrap_or(true),
+            num_partitions,
+            socket_request_max_bytes: file.socket_request_max_bytes.unwrap_or(100 * 1024 * 1024),
+            batch_cache_bytes_per_shard: file
+                .batch_cache_bytes_per_shard
+                .unwrap_or(256 * 1024 * 1024),
+            disk_free_threshold_bytes: file.disk_free_threshold_bytes.unwrap_or(256 * 1024 * 1024),
+            ballast_bytes: file.ballast_bytes.unwrap_or(0),
+            log_defaults,
+            connection_inflight_max: 32,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+}
+
+fn split_host_port(address: &str) -> anyhow::Result<(String, i32)> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--advertised-addr '{address}' is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--advertised-addr '{address}': bad port"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = ServerConfig::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(config.kafka_addr.to_string(), DEFAULT_KAFKA_ADDR);
+        assert_eq!(config.admin_addr.to_string(), DEFAULT_ADMIN_ADDR);
+        assert_eq!(config.advertised_host, "127.0.0.1");
+        assert_eq!(config.advertised_port, 9092);
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert!(config.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(parse_cpu_list("0,2-4, 7").unwrap(), vec![0, 2, 3, 4, 7]);
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("x").is_err());
+        assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn file_settings_apply_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringlog.toml");
+        std::fs::write(
+            &path,
+            "kafka_addr = \"127.0.0.1:19092\"\nnode_id = 3\n[topic_defaults]\n\"retention.ms\" = 1000\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            node_id: Some(5),
+            ..ServeArgs::default()
+        };
+        let config = ServerConfig::resolve(&args).unwrap();
+        assert_eq!(config.kafka_addr.port(), 19092);
+        assert_eq!(config.node_id, 5);
+        assert_eq!(config.log_defaults.retention_ms, Some(1000));
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        assert!(ServerConfig::resolve(&args).is_err());
+    }
+}

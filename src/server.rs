@@ -1,0 +1,299 @@
+//! `ringlog serve`: checks the host, starts one shard per core, and on each shard recovers its
+//! partitions, binds the Kafka port (SO_REUSEPORT) and serves connections until SIGTERM or
+//! SIGINT; then it stops accepting, lets in-flight requests finish, flushes every log and exits.
+
+use std::cell::Cell;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use glommio::net::TcpListener;
+
+use crate::broker::messages::ShardRequest;
+use crate::broker::Shard;
+use crate::cluster::{ClusterMetadata, MetadataStore};
+use crate::config::ServerConfig;
+use crate::net::connection::{self, ConnectionLimits};
+use crate::runtime::mesh::{self, Mesh};
+use crate::runtime::{run_shards, ShardPlacement, MEMLOCK_PER_SHARD_BYTES};
+use crate::storage::notify::Notify;
+use crate::storage::{file, BatchCache, SpaceGuard};
+
+/// How often shards look at the shutdown flag and run housekeeping.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long in-flight requests get to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    preflight(&config)?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while shutting down ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shutdown))?;
+        signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
+    }
+    let config = Arc::new(config);
+    tracing::info!(
+        kafka_addr = %config.kafka_addr,
+        data_dir = %config.data_dir.display(),
+        shards = config.shard_count,
+        "starting ringlog"
+    );
+    let placement = ShardPlacement {
+        shard_count: config.shard_count,
+        cpus: config.cpus.clone(),
+    };
+    let builder = mesh::builder::<ShardRequest>(config.shard_count);
+    let results = run_shards(&placement, move || {
+        let config = Arc::clone(&config);
+        let shutdown = Arc::clone(&shutdown);
+        async move {
+            run_shard(config, builder, shutdown)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        }
+    })
+    .context("starting the shard executors")?;
+    let mut first_error = None;
+    for result in results {
+        if let Err(error) = result {
+            first_error.get_or_insert(error);
+        }
+    }
+    match first_error {
+        Some(error) => Err(anyhow::anyhow!(error)),
+        None => {
+            tracing::info!("ringlog stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+/// Start-up checks that end the process with one clear line instead of a backtrace.
+fn preflight(config: &ServerConfig) -> anyhow::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0 {
+        let needed = MEMLOCK_PER_SHARD_BYTES * config.shard_count as u64;
+        if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < needed {
+            anyhow::bail!(
+                "locked-memory limit is {} KiB but {} shards need {} KiB for io_uring: raise it (ulimit -l, or LimitMEMLOCK= in the systemd unit) or run fewer shards (--smp)",
+                limit.rlim_cur / 1024,
+                config.shard_count,
+                needed / 1024
+            );
+        }
+    }
+    if !io_uring_available() {
+        anyhow::bail!(
+            "io_uring is not available on this kernel ({}): ringlog needs Linux 5.8 or newer with io_uring enabled (sysctl kernel.io_uring_disabled=0)",
+            io::Error::last_os_error()
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "data directory {} cannot be created: choose another with --data-dir",
+            config.data_dir.display()
+        )
+    })?;
+    let probe = config.data_dir.join(".write-probe");
+    std::fs::write(&probe, b"ringlog").with_context(|| {
+        format!("data directory {} is not writable: fix its permissions or choose another with --data-dir", config.data_dir.display())
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    match std::net::TcpListener::bind(config.kafka_addr) {
+        Ok(listener) => drop(listener),
+        // Sockets of an earlier run in TIME_WAIT also say "in use" (they carry SO_REUSEPORT,
+        // the probe does not); only a live listener is a real conflict.
+        Err(error)
+            if error.kind() == io::ErrorKind::AddrInUse
+                && std::net::TcpStream::connect_timeout(
+                    &config.kafka_addr,
+                    Duration::from_secs(1),
+                )
+                .is_ok() =>
+        {
+            anyhow::bail!(
+            "port {} is already in use: stop whatever listens there or choose another with --kafka-addr",
+            config.kafka_addr
+            )
+        }
+        Err(error) if error.kind() == io::ErrorKind::AddrInUse => {}
+        Err(error) => anyhow::bail!("cannot listen on {}: {error}", config.kafka_addr),
+    }
+    Ok(())
+}
+
+fn io_uring_available() -> bool {
+    // SAFETY: io_uring_setup with a zeroed params struct either returns a descriptor, which we
+    // close, or fails; it touches nothing else.
+    unsafe {
+        let mut params = [0u8; 120];
+        let fd = libc::syscall(libc::SYS_io_uring_setup, 2u32, params.as_mut_ptr());
+        if fd < 0 {
+            return false;
+        }
+        libc::close(fd as i32);
+        true
+    }
+}
+
+async fn run_shard(
+    config: Arc<ServerConfig>,
+    builder: mesh::Builder<ShardRequest>,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let (mesh, receivers) = Mesh::join(builder).await?;
+    let id = mesh.shard_id();
+    let cache = Rc::new(BatchCache::new(config.batch_cache_bytes_per_shard));
+    let space = Rc::new(SpaceGuard::for_dir(
+        &config.data_dir,
+        config.disk_free_threshold_bytes,
+    ));
+    let store = if id == 0 {
+        file::prime_device(&config.data_dir).await?;
+        if config.ballast_bytes > 0 {
+            file::ensure_ballast(&config.data_dir.join("ballast"), config.ballast_bytes).await?;
+        }
+        let store = MetadataStore::open(
+            &config.data_dir,
+            config.node_id,
+            config.shard_count as u32,
+            Rc::clone(&cache),
+            Rc::clone(&space),
+        )
+        .await
+        .context("opening cluster metadata")?;
+        store
+            .set_default_partition_count(config.num_partitions)
+            .context("num_partitions")?;
+        Some(store)
+    } else {
+        None
+    };
+    let initial = store
+        .as_ref()
+        .map(|s| s.snapshot())
+        .unwrap_or_else(|| Arc::new(ClusterMetadata::default()));
+    let shard = Shard::new(
+        Arc::clone(&config),
+        mesh,
+        store.clone(),
+        cache,
+        space,
+        Arc::clone(&initial),
+    );
+    shard.serve_mesh(receivers);
+    if id == 0 {
+        shard.broadcast_metadata(initial).await;
+    }
+    shard.wait_ready().await;
+
+    let listener = TcpListener::bind(config.kafka_addr)
+        .map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {}: {e}", config.kafka_addr))?;
+    tracing::debug!(shard = id, "listening");
+
+    let stopping = Rc::new(Notify::default());
+    let stop_now = Rc::new(Cell::new(false));
+    glommio::spawn_local(watch_shutdown(
+        Rc::clone(&shard),
+        shutdown,
+        Rc::clone(&stopping),
+        Rc::clone(&stop_now),
+    ))
+    .detach();
+
+    let limits = ConnectionLimits {
+        request_size_max_bytes: config.socket_request_max_bytes,
+        inflight_max: config.connection_inflight_max,
+    };
+    let live = Rc::new(Cell::new(0usize));
+    let drained = Rc::new(Notify::default());
+    let open_fds: Rc<std::cell::RefCell<std::collections::HashMap<u64, i32>>> = Rc::default();
+    let handler = {
+        let shard = Rc::clone(&shard);
+        Rc::new(move |frame| Rc::clone(&shard).handle_frame(frame))
+    };
+    let mut next_connection = 0u64;
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            stopping.wait_for(|| stop_now.get().then_some(())).await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                tracing::warn!(shard = id, %error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        next_connection += 1;
+        let connection_id = next_connection;
+        open_fds
+            .borrow_mut()
+            .insert(connection_id, stream.as_raw_fd());
+        live.set(live.get() + 1);
+        let (live, drained, open_fds, handler) = (
+            Rc::clone(&live),
+            Rc::clone(&drained),
+            Rc::clone(&open_fds),
+            Rc::clone(&handler),
+        );
+        glommio::spawn_local(async move {
+            connection::serve(stream, limits, handler).await;
+            open_fds.borrow_mut().remove(&connection_id);
+            live.set(live.get() - 1);
+            drained.notify_all();
+        })
+        .detach();
+    }
+    drop(listener);
+    // Stop reading new requests; what is in flight finishes and is answered.
+    for fd in open_fds.borrow().values() {
+        // SAFETY: the descriptor belongs to a live connection (removed from the map on close).
+        unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
+    }
+    let _ = glommio::timer::timeout(DRAIN_TIMEOUT, async {
+        drained.wait_for(|| (live.get() == 0).then_some(())).await;
+        Ok(())
+    })
+    .await;
+    shard.close_partitions().await;
+    if let Some(store) = &store {
+        store.close().await?;
+    }
+    tracing::debug!(shard = id, "stopped");
+    Ok(())
+}
+
+/// Housekeeping every second until the shutdown flag is raised; then wakes the accept loop.
+async fn watch_shutdown(
+    shard: Rc<Shard>,
+    shutdown: Arc<AtomicBool>,
+    stopping: Rc<Notify>,
+    stop_now: Rc<Cell<bool>>,
+) {
+    let mut since_tick = Duration::ZERO;
+    while !shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(SHUTDOWN_POLL).await;
+        since_tick += SHUTDOWN_POLL;
+        if since_tick >= HOUSEKEEPING_INTERVAL {
+            since_tick = Duration::ZERO;
+            shard.tick().await;
+        }
+    }
+    tracing::info!(shard = shard.id, "shutting down");
+    stop_now.set(true);
+    stopping.notify_all();
+}
