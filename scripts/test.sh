@@ -23,3 +23,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+
+# Real clients (kafka-python, confluent-kafka/librdkafka, kcat) against the real binary; the
+# debug build that `cargo test` just made is fast enough and saves a release build.
+cargo build --locked --bin ringlog
+RINGLOG_BIN=target/debug/ringlog ./scripts/client-tests.sh

@@ -59,6 +59,7 @@ struct FileConfig {
     batch_cache_bytes_per_shard: Option<usize>,
     disk_free_threshold_bytes: Option<u64>,
     ballast_bytes: Option<u64>,
+    retention_check_interval_ms: Option<u64>,
     /// Broker-wide defaults for topic configs, by Kafka name (`retention.ms = 86400000`).
     #[serde(default)]
     topic_defaults: std::collections::BTreeMap<String, toml::Value>,
@@ -82,6 +83,8 @@ pub struct ServerConfig {
     pub batch_cache_bytes_per_shard: usize,
     pub disk_free_threshold_bytes: u64,
     pub ballast_bytes: u64,
+    /// `log.retention.check.interval.ms`: how often retention deletes old segments.
+    pub retention_check_interval_ms: u64,
     /// Topic settings every topic starts from.
     pub log_defaults: LogConfig,
     /// Requests in flight per connection before its reader waits.
@@ -182,6 +185,7 @@ impl ServerConfig {
                 .unwrap_or(256 * 1024 * 1024),
             disk_free_threshold_bytes: file.disk_free_threshold_bytes.unwrap_or(256 * 1024 * 1024),
             ballast_bytes: file.ballast_bytes.unwrap_or(0),
+            retention_check_interval_ms: file.retention_check_interval_ms.unwrap_or(300_000),
             log_defaults,
             connection_inflight_max: 32,
         })

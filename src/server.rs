@@ -4,20 +4,19 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::unix::io::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use glommio::net::TcpListener;
 
 use crate::broker::messages::ShardRequest;
 use crate::broker::Shard;
 use crate::cluster::{ClusterMetadata, MetadataStore};
 use crate::config::ServerConfig;
-use crate::net::connection::{self, ConnectionLimits};
+use crate::net::connection::{self, ConnectionLimits, StopSignal};
+use crate::net::listener::ShardListener;
 use crate::runtime::mesh::{self, Mesh};
 use crate::runtime::{run_shards, ShardPlacement, MEMLOCK_PER_SHARD_BYTES};
 use crate::storage::notify::Notify;
@@ -109,27 +108,48 @@ fn preflight(config: &ServerConfig) -> anyhow::Result<()> {
         format!("data directory {} is not writable: fix its permissions or choose another with --data-dir", config.data_dir.display())
     })?;
     let _ = std::fs::remove_file(&probe);
-    match std::net::TcpListener::bind(config.kafka_addr) {
-        Ok(listener) => drop(listener),
-        // Sockets of an earlier run in TIME_WAIT also say "in use" (they carry SO_REUSEPORT,
-        // the probe does not); only a live listener is a real conflict.
-        Err(error)
-            if error.kind() == io::ErrorKind::AddrInUse
-                && std::net::TcpStream::connect_timeout(
-                    &config.kafka_addr,
-                    Duration::from_secs(1),
-                )
-                .is_ok() =>
-        {
-            anyhow::bail!(
-            "port {} is already in use: stop whatever listens there or choose another with --kafka-addr",
-            config.kafka_addr
-            )
+    // A listener of a process that just exited can linger while its io_uring is torn down.
+    let mut lingering = listening_on(config.kafka_addr);
+    for _ in 0..50 {
+        if lingering.is_none() {
+            break;
         }
-        Err(error) if error.kind() == io::ErrorKind::AddrInUse => {}
-        Err(error) => anyhow::bail!("cannot listen on {}: {error}", config.kafka_addr),
+        std::thread::sleep(Duration::from_millis(100));
+        lingering = listening_on(config.kafka_addr);
+    }
+    if let Some(listener) = lingering {
+        anyhow::bail!(
+            "port {} is already in use ({listener} listens there): stop it or choose another port with --kafka-addr",
+            config.kafka_addr
+        );
     }
     Ok(())
+}
+
+/// Whether a socket already listens on `addr` (or on the wildcard address of its port), read from
+/// /proc/net/tcp{,6}. A bind probe cannot tell: sockets of an earlier run in TIME_WAIT make it
+/// fail, while a live SO_REUSEPORT listener of the same user would let it succeed.
+fn listening_on(addr: std::net::SocketAddr) -> Option<String> {
+    const LISTEN_STATE: &str = "0A";
+    let port = format!("{:04X}", addr.port());
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            if *state != LISTEN_STATE {
+                continue;
+            }
+            if local.rsplit_once(':').is_some_and(|(_, p)| p == port) {
+                return Some(format!("{table}: {}", line.trim()));
+            }
+        }
+    }
+    None
 }
 
 fn io_uring_available() -> bool {
@@ -158,8 +178,8 @@ async fn run_shard(
         &config.data_dir,
         config.disk_free_threshold_bytes,
     ));
+    file::prime_device(&config.data_dir).await?;
     let store = if id == 0 {
-        file::prime_device(&config.data_dir).await?;
         if config.ballast_bytes > 0 {
             file::ensure_ballast(&config.data_dir.join("ballast"), config.ballast_bytes).await?;
         }
@@ -197,17 +217,15 @@ async fn run_shard(
     }
     shard.wait_ready().await;
 
-    let listener = TcpListener::bind(config.kafka_addr)
+    let listener = ShardListener::bind(config.kafka_addr)
         .map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {}: {e}", config.kafka_addr))?;
     tracing::debug!(shard = id, "listening");
 
-    let stopping = Rc::new(Notify::default());
-    let stop_now = Rc::new(Cell::new(false));
+    let stop = Rc::new(StopSignal::default());
     glommio::spawn_local(watch_shutdown(
         Rc::clone(&shard),
         shutdown,
-        Rc::clone(&stopping),
-        Rc::clone(&stop_now),
+        Rc::clone(&stop),
     ))
     .detach();
 
@@ -217,18 +235,17 @@ async fn run_shard(
     };
     let live = Rc::new(Cell::new(0usize));
     let drained = Rc::new(Notify::default());
-    let open_fds: Rc<std::cell::RefCell<std::collections::HashMap<u64, i32>>> = Rc::default();
     let handler = {
         let shard = Rc::clone(&shard);
         Rc::new(move |frame| Rc::clone(&shard).handle_frame(frame))
     };
-    let mut next_connection = 0u64;
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            stopping.wait_for(|| stop_now.get().then_some(())).await;
-            None
-        })
-        .await;
+        let accepted =
+            futures_lite::future::or(async { Some(listener.listener.accept().await) }, async {
+                stop.wait().await;
+                None
+            })
+            .await;
         let stream = match accepted {
             None => break,
             Some(Ok(stream)) => stream,
@@ -238,32 +255,22 @@ async fn run_shard(
                 continue;
             }
         };
-        next_connection += 1;
-        let connection_id = next_connection;
-        open_fds
-            .borrow_mut()
-            .insert(connection_id, stream.as_raw_fd());
         live.set(live.get() + 1);
-        let (live, drained, open_fds, handler) = (
+        let (live, drained, handler, stop) = (
             Rc::clone(&live),
             Rc::clone(&drained),
-            Rc::clone(&open_fds),
             Rc::clone(&handler),
+            Rc::clone(&stop),
         );
         glommio::spawn_local(async move {
-            connection::serve(stream, limits, handler).await;
-            open_fds.borrow_mut().remove(&connection_id);
+            connection::serve(stream, limits, handler, stop).await;
             live.set(live.get() - 1);
             drained.notify_all();
         })
         .detach();
     }
-    drop(listener);
-    // Stop reading new requests; what is in flight finishes and is answered.
-    for fd in open_fds.borrow().values() {
-        // SAFETY: the descriptor belongs to a live connection (removed from the map on close).
-        unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
-    }
+    listener.close();
+    // Connections stop reading at the stop signal; what is in flight finishes and is answered.
     let _ = glommio::timer::timeout(DRAIN_TIMEOUT, async {
         drained.wait_for(|| (live.get() == 0).then_some(())).await;
         Ok(())
@@ -277,23 +284,24 @@ async fn run_shard(
     Ok(())
 }
 
-/// Housekeeping every second until the shutdown flag is raised; then wakes the accept loop.
-async fn watch_shutdown(
-    shard: Rc<Shard>,
-    shutdown: Arc<AtomicBool>,
-    stopping: Rc<Notify>,
-    stop_now: Rc<Cell<bool>>,
-) {
+/// Housekeeping every second until the shutdown flag is raised; then raises the stop signal.
+async fn watch_shutdown(shard: Rc<Shard>, shutdown: Arc<AtomicBool>, stop: Rc<StopSignal>) {
     let mut since_tick = Duration::ZERO;
+    let mut since_retention = Duration::ZERO;
+    let retention_interval = Duration::from_millis(shard.config.retention_check_interval_ms);
     while !shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(SHUTDOWN_POLL).await;
         since_tick += SHUTDOWN_POLL;
+        since_retention += SHUTDOWN_POLL;
         if since_tick >= HOUSEKEEPING_INTERVAL {
             since_tick = Duration::ZERO;
-            shard.tick().await;
+            let check_retention = since_retention >= retention_interval;
+            if check_retention {
+                since_retention = Duration::ZERO;
+            }
+            shard.tick(check_retention).await;
         }
     }
     tracing::info!(shard = shard.id, "shutting down");
-    stop_now.set(true);
-    stopping.notify_all();
+    stop.raise();
 }

@@ -571,7 +571,7 @@ fn segment_ms_rolls_and_tick_writes_idle_tails() {
         let now = ringlog::storage::now_ms();
         append(&log, &make_batch(1, 1, 100, now)).await;
         glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
-        log.tick(ringlog::storage::now_ms()).await.unwrap();
+        log.tick(ringlog::storage::now_ms(), true).await.unwrap();
         assert_eq!(log.segment_count(), 2);
         append(&log, &make_batch(2, 1, 100, now)).await;
         assert_eq!(log.segment_count(), 2, "the new segment has not aged yet");

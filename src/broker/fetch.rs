@@ -92,7 +92,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
             data.log_start_offset = outcome.data.log_start_offset;
             data.aborted_transactions = (request.api_version() >= 4).then(Vec::new);
             data.preferred_read_replica = BrokerId(-1);
-            data.records = buf.register_records(batches);
+            // Empty, not null: librdkafka cannot parse a null record set.
+            data.records = Some(buf.register_records(batches).unwrap_or_default());
             topic_response.partitions.push(data);
         }
         response.responses.push(topic_response);

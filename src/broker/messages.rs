@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_channel::oneshot;
 
-use crate::cluster::{ClusterMetadata, TopicMetadata};
+use crate::cluster::{ClusterMetadata, ConfigChange, TopicMetadata};
 use crate::partition::{FetchOutcome, OffsetAnswer, ProduceOutcome, TopicPartition};
 
 pub enum ShardRequest {
@@ -34,6 +34,16 @@ pub enum ShardRequest {
         queries: Vec<(TopicPartition, i64)>,
         reply: oneshot::Sender<Vec<OffsetAnswer>>,
     },
+    /// DeleteRecords on partitions owned by the receiving shard: move each log start offset.
+    DeleteRecords {
+        deletions: Vec<(TopicPartition, i64)>,
+        reply: oneshot::Sender<Vec<RecordsDeleted>>,
+    },
+    /// OffsetForLeaderEpoch on partitions owned by the receiving shard.
+    EpochEndOffsets {
+        queries: Vec<(TopicPartition, i32)>,
+        reply: oneshot::Sender<Vec<EpochEndOffset>>,
+    },
     /// A new metadata snapshot: open, close or reconfigure partitions to match, then answer.
     ApplyMetadata {
         snapshot: Arc<ClusterMetadata>,
@@ -53,6 +63,23 @@ pub struct PartitionRead {
     pub max_bytes: usize,
 }
 
+/// One partition's answer to DeleteRecords: its new log start offset.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordsDeleted {
+    pub error_code: i16,
+    /// -1 with an error.
+    pub low_watermark: i64,
+}
+
+/// One partition's answer to OffsetForLeaderEpoch; -1/-1 (Kafka's UNDEFINED) for an epoch the
+/// log does not know.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochEndOffset {
+    pub error_code: i16,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}
+
 #[derive(Debug, Clone)]
 pub enum ControllerOp {
     CreateTopic {
@@ -64,6 +91,29 @@ pub enum ControllerOp {
     },
     AllocateProducerIds {
         count: u64,
+    },
+    /// Deletes a topic; with `id`, only if the topic of that name still has this id.
+    DeleteTopic {
+        name: String,
+        id: Option<uuid::Uuid>,
+    },
+    /// Grows a topic to `new_total` partitions.
+    CreatePartitions {
+        name: String,
+        new_total: i32,
+        validate_only: bool,
+    },
+    /// IncrementalAlterConfigs: the changes apply in order to the topic's overrides.
+    AlterConfigs {
+        name: String,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    },
+    /// AlterConfigs: `all_configs` replaces every override of the topic.
+    ReplaceConfigs {
+        name: String,
+        all_configs: Vec<(String, String)>,
+        validate_only: bool,
     },
 }
 
@@ -78,4 +128,19 @@ pub struct ControllerError {
 pub enum ControllerReply {
     Topic(Result<Arc<TopicMetadata>, ControllerError>),
     ProducerIds(Result<Range<i64>, ControllerError>),
+}
+
+impl ControllerReply {
+    /// The outcome of a topic operation; a reply of another kind (the controller failing
+    /// before it ran the operation) counts as its error.
+    pub fn into_topic(self) -> Result<Arc<TopicMetadata>, ControllerError> {
+        match self {
+            ControllerReply::Topic(result) => result,
+            ControllerReply::ProducerIds(Err(error)) => Err(error),
+            ControllerReply::ProducerIds(Ok(_)) => Err(ControllerError {
+                code: crate::protocol::codes::UNKNOWN_SERVER_ERROR,
+                message: "the controller answered a topic operation with producer ids".into(),
+            }),
+        }
+    }
 }

@@ -18,6 +18,10 @@ use crate::protocol::{codes, RequestFrame};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+/// What Kafka reports without an authorizer: every topic operation...
+const TOPIC_OPERATIONS_ALL: i32 = 3576;
+/// ...and every cluster operation.
+const CLUSTER_OPERATIONS_ALL: i32 = 8096;
 
 pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result<Outcome> {
     let body: MetadataRequest = request.decode()?;
@@ -35,6 +39,11 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
     };
     let auto_create =
         shard.config.auto_create_topics_enable && (version < 4 || body.allow_auto_topic_creation);
+    let topic_operations = if version >= 8 && body.include_topic_authorized_operations {
+        TOPIC_OPERATIONS_ALL
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
     let mut topics = Vec::new();
     match wanted {
         None => {
@@ -49,6 +58,11 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
             }
         }
     }
+    for topic in &mut topics {
+        if topic.error_code == codes::NONE {
+            topic.topic_authorized_operations = topic_operations;
+        }
+    }
     let metadata = shard.metadata();
     let mut response = MetadataResponse::default();
     let mut broker = MetadataResponseBroker::default();
@@ -59,7 +73,12 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
     response.cluster_id = Some(StrBytes::from_string(metadata.cluster_id.clone()));
     response.controller_id = BrokerId(shard.config.node_id);
     response.topics = topics;
-    response.cluster_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    response.cluster_authorized_operations =
+        if (8..=10).contains(&version) && body.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS_ALL
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        };
     respond(request, &response)
 }
 

@@ -3,14 +3,25 @@
 //! partition's work to the shard that owns it. Handlers split requests by partition, send the
 //! parts to their owners over the mesh (or serve them in place) and gather the answers.
 
+mod alter_configs;
 mod api_versions;
+mod config_resource;
+mod create_partitions;
 mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
 mod fetch;
+mod find_coordinator;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 pub mod messages;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
+mod scatter;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -24,7 +35,7 @@ use glommio::sync::Semaphore;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
-use crate::cluster::{ClusterMetadata, MetadataStore};
+use crate::cluster::{ClusterMetadata, MetadataError, MetadataStore, TopicMetadata};
 use crate::config::ServerConfig;
 use crate::net::connection::Outcome;
 use crate::partition::{Partition, TopicPartition};
@@ -180,6 +191,12 @@ impl Shard {
             ShardRequest::ListOffsets { queries, reply } => {
                 let _ = reply.send(self.list_offsets_local(&queries).await);
             }
+            ShardRequest::DeleteRecords { deletions, reply } => {
+                let _ = reply.send(self.delete_records_local(deletions).await);
+            }
+            ShardRequest::EpochEndOffsets { queries, reply } => {
+                let _ = reply.send(self.epoch_end_offsets_local(&queries));
+            }
             ShardRequest::ApplyMetadata { snapshot, reply } => {
                 self.apply_metadata(snapshot).await;
                 let _ = reply.send(());
@@ -225,9 +242,8 @@ impl Shard {
                         if report.recovery.truncated_bytes > 0 {
                             tracing::info!(partition = %id.dir_name(), truncated_bytes = report.recovery.truncated_bytes, "recovered partition");
                         }
-                        self.partitions
-                            .borrow_mut()
-                            .insert(id.clone(), Partition::new(id, log));
+                        let partition = Partition::open(id.clone(), log, Default::default()).await;
+                        self.partitions.borrow_mut().insert(id, partition);
                     }
                     Err(error) => {
                         tracing::error!(partition = %id.dir_name(), %error, "cannot open partition; it stays offline");
@@ -245,7 +261,7 @@ impl Shard {
         for id in gone {
             let partition = self.partitions.borrow_mut().remove(&id);
             if let Some(partition) = partition {
-                let _ = partition.log.close().await;
+                let _ = partition.close().await;
                 if !snapshot.topics.contains_key(&id.topic) {
                     let dir = partition.log.dir().to_path_buf();
                     if let Err(error) = crate::storage::file::remove_dir_all(&dir).await {
@@ -286,7 +302,11 @@ impl Shard {
             return self.run_controller_op(op).await;
         }
         let fallback = match &op {
-            ControllerOp::CreateTopic { .. } => {
+            ControllerOp::CreateTopic { .. }
+            | ControllerOp::DeleteTopic { .. }
+            | ControllerOp::CreatePartitions { .. }
+            | ControllerOp::AlterConfigs { .. }
+            | ControllerOp::ReplaceConfigs { .. } => {
                 |e: MeshError| ControllerReply::Topic(Err(mesh_failure(e)))
             }
             ControllerOp::AllocateProducerIds { .. } => {
@@ -344,7 +364,62 @@ impl Shard {
                     },
                 ))
             }
+            ControllerOp::DeleteTopic { name, id } => {
+                // A topic named by id may have been replaced by a namesake since.
+                if id.is_some_and(|id| store.snapshot().topic(&name).map(|t| t.id) != Some(id)) {
+                    return ControllerReply::Topic(Err(ControllerError {
+                        code: codes::UNKNOWN_TOPIC_ID,
+                        message: "This server does not host this topic ID.".into(),
+                    }));
+                }
+                let deleted = store.delete_topic(&name).await;
+                self.topic_changed(&store, deleted, false).await
+            }
+            ControllerOp::CreatePartitions {
+                name,
+                new_total,
+                validate_only,
+            } => {
+                let grown = store
+                    .create_partitions(&name, new_total, validate_only)
+                    .await;
+                self.topic_changed(&store, grown, validate_only).await
+            }
+            ControllerOp::AlterConfigs {
+                name,
+                changes,
+                validate_only,
+            } => {
+                let altered = store.alter_configs(&name, changes, validate_only).await;
+                self.topic_changed(&store, altered, validate_only).await
+            }
+            ControllerOp::ReplaceConfigs {
+                name,
+                all_configs,
+                validate_only,
+            } => {
+                let replaced = store
+                    .replace_configs(&name, all_configs, validate_only)
+                    .await;
+                self.topic_changed(&store, replaced, validate_only).await
+            }
         }
+    }
+
+    /// Answers a topic change made on the controller, once every shard applied it.
+    async fn topic_changed(
+        self: &Rc<Self>,
+        store: &MetadataStore,
+        result: Result<Arc<TopicMetadata>, MetadataError>,
+        validate_only: bool,
+    ) -> ControllerReply {
+        if result.is_ok() && !validate_only {
+            self.broadcast_metadata(store.snapshot()).await;
+        }
+        ControllerReply::Topic(result.map_err(|e| ControllerError {
+            code: e.kafka_code(),
+            message: e.to_string(),
+        }))
     }
 
     /// A fresh producer id from this shard's block, refilled from the controller.
@@ -387,14 +462,15 @@ impl Shard {
 
     /// Housekeeping for every partition of this shard: flush by time, roll, retention, idle
     /// tails, free-space reading, foreign buffers.
-    pub async fn tick(&self) {
+    pub async fn tick(&self, check_retention: bool) {
         crate::storage::file::collect_foreign_garbage();
         if let Err(error) = self.space.refresh(Duration::ZERO).await {
             tracing::warn!(%error, "cannot read free disk space");
         }
         let now = crate::storage::now_ms();
         for partition in self.partitions() {
-            if let Err(error) = partition.log.tick(now).await {
+            partition.tick(now).await;
+            if let Err(error) = partition.log.tick(now, check_retention).await {
                 tracing::warn!(partition = %partition.id.dir_name(), %error, "housekeeping failed");
             }
         }
@@ -409,7 +485,7 @@ impl Shard {
             .map(|(_, p)| p)
             .collect();
         for partition in partitions {
-            if let Err(error) = partition.log.close().await {
+            if let Err(error) = partition.close().await {
                 tracing::error!(partition = %partition.id.dir_name(), %error, "flush at shutdown failed");
             }
         }
@@ -441,11 +517,22 @@ impl Shard {
         let result = match request.api_key {
             ApiKey::ApiVersions => api_versions::handle(&request),
             ApiKey::Metadata => metadata::handle(&self, &request).await,
+            ApiKey::FindCoordinator => find_coordinator::handle(&self, &request),
             ApiKey::Produce => produce::handle(&self, &request).await,
             ApiKey::Fetch => fetch::handle(&self, &request).await,
             ApiKey::ListOffsets => list_offsets::handle(&self, &request).await,
             ApiKey::CreateTopics => create_topics::handle(&self, &request).await,
             ApiKey::InitProducerId => init_producer_id::handle(&self, &request).await,
+            ApiKey::DeleteTopics => delete_topics::handle(&self, &request).await,
+            ApiKey::CreatePartitions => create_partitions::handle(&self, &request).await,
+            ApiKey::DescribeConfigs => describe_configs::handle(&self, &request),
+            ApiKey::AlterConfigs => alter_configs::handle(&self, &request).await,
+            ApiKey::IncrementalAlterConfigs => {
+                incremental_alter_configs::handle(&self, &request).await
+            }
+            ApiKey::DescribeCluster => describe_cluster::handle(&self, &request),
+            ApiKey::DeleteRecords => delete_records::handle(&self, &request).await,
+            ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(&self, &request).await,
             other => Err(anyhow::anyhow!(
                 "API {other:?} is advertised but has no handler"
             )),

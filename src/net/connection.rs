@@ -3,6 +3,7 @@
 //! At most `connection_inflight_max` requests are in flight per connection; a malformed frame
 //! or one over `socket.request.max.bytes` closes the connection with a logged reason.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::Shutdown;
@@ -16,6 +17,7 @@ use glommio::net::TcpStream;
 use glommio::Task;
 
 use super::send::write_chunks;
+use crate::storage::notify::Notify;
 
 /// What a handler tells the writer.
 pub enum Outcome {
@@ -27,6 +29,31 @@ pub enum Outcome {
     Close(String),
 }
 
+/// Raised once when the shard shuts down: connections stop reading new requests, answer what
+/// is in flight, and close.
+#[derive(Default)]
+pub struct StopSignal {
+    raised: Cell<bool>,
+    changed: Notify,
+}
+
+impl StopSignal {
+    pub fn raise(&self) {
+        self.raised.set(true);
+        self.changed.notify_all();
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.raised.get()
+    }
+
+    pub async fn wait(&self) {
+        self.changed
+            .wait_for(|| self.raised.get().then_some(()))
+            .await;
+    }
+}
+
 /// Limits for one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -34,9 +61,13 @@ pub struct ConnectionLimits {
     pub inflight_max: usize,
 }
 
-/// Serves one connection until the peer closes it, it misbehaves, or `shutdown` resolves.
-pub async fn serve<H, F>(stream: TcpStream, limits: ConnectionLimits, handler: Rc<H>)
-where
+/// Serves one connection until the peer closes it, it misbehaves, or `stop` is raised.
+pub async fn serve<H, F>(
+    stream: TcpStream,
+    limits: ConnectionLimits,
+    handler: Rc<H>,
+    stop: Rc<StopSignal>,
+) where
     H: Fn(Bytes) -> F + 'static,
     F: Future<Output = Outcome> + 'static,
 {
@@ -57,7 +88,18 @@ where
     let writer_task = glommio::spawn_local(write_loop(writer, answers, peer.clone()));
     let mut reader = stream;
     loop {
-        let frame = match read_frame(&mut reader, limits.request_size_max_bytes).await {
+        let next = futures_lite::future::or(
+            async { Some(read_frame(&mut reader, limits.request_size_max_bytes).await) },
+            async {
+                stop.wait().await;
+                None
+            },
+        )
+        .await;
+        let Some(next) = next else {
+            break;
+        };
+        let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(reason) => {

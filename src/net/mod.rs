@@ -3,4 +3,5 @@
 //! answered in request order with vectored zero-copy writes.
 
 pub mod connection;
+pub mod listener;
 pub mod send;

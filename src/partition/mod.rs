@@ -4,6 +4,8 @@
 
 pub mod producer_state;
 
+use std::cell::{Cell, RefCell};
+
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ const EARLIEST_TIMESTAMP: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 use crate::storage::notify::Notify;
 use crate::storage::{batch, PartitionLog, ReadData, ReadLimits, StorageError};
+use producer_state::{ProducerStateConfig, ProducerStateTable, SequenceCheck};
 
 /// A partition's place: topic name and index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,19 +84,39 @@ pub struct FetchOutcome {
 pub struct Partition {
     pub id: TopicPartition,
     pub log: Rc<PartitionLog>,
-    /// Serialises the check-append-record sequence of idempotent produces.
+    /// Serialises the check-append-record sequence of idempotent produces: clients pipeline
+    /// several requests, and a check between another batch's check and record would see a gap.
     produce_lock: Semaphore,
+    producers: RefCell<ProducerStateTable>,
+    /// Batches appended since the last producer-state snapshot.
+    batches_since_snapshot: Cell<u64>,
     /// Signalled whenever the high watermark moves.
     data_arrived: Notify,
     leader_epoch: i32,
 }
 
+/// The producer-state snapshot file in a partition's directory.
+const PRODUCER_SNAPSHOT_FILE: &str = "producer.snapshot";
+/// A new snapshot after this many appended batches, so recovery after a crash replays little.
+const SNAPSHOT_EVERY_BATCHES: u64 = 10_000;
+/// Bytes read per step when replaying batch headers into the producer state.
+const REPLAY_READ_BYTES: usize = 1024 * 1024;
+
 impl Partition {
-    pub fn new(id: TopicPartition, log: Rc<PartitionLog>) -> Rc<Self> {
+    /// Wraps an opened log, restoring its idempotent-producer state from the last snapshot
+    /// plus the batch headers after it.
+    pub async fn open(
+        id: TopicPartition,
+        log: Rc<PartitionLog>,
+        config: ProducerStateConfig,
+    ) -> Rc<Self> {
+        let producers = restore_producers(&log, config).await;
         Rc::new(Partition {
             id,
             log,
             produce_lock: Semaphore::new(1),
+            producers: RefCell::new(producers),
+            batches_since_snapshot: Cell::new(0),
             data_arrived: Notify::default(),
             leader_epoch: 0,
         })
@@ -111,16 +134,24 @@ impl Partition {
                 return ProduceOutcome::error(codes::NOT_LEADER_OR_FOLLOWER, "partition is closing")
             }
         };
-        let check = self.check_producer(&records);
-        let info = match check {
+        let now = crate::storage::now_ms();
+        let header_bytes = match self.check_producer(&records, now) {
             Err(outcome) => return outcome,
-            Ok(Some(duplicate)) => return duplicate,
-            Ok(None) => match self.log.append(records, self.leader_epoch).await {
-                Ok(info) => info,
-                Err(error) => return storage_outcome(&error),
-            },
+            Ok(ProducerVerdict::Duplicate(outcome)) => return outcome,
+            Ok(ProducerVerdict::Append { header }) => header,
         };
-        self.record_producer(&info);
+        let info = match self.log.append(records, self.leader_epoch).await {
+            Ok(info) => info,
+            Err(error) => return storage_outcome(&error),
+        };
+        if let Some(bytes) = header_bytes {
+            let header = batch::peek_header(&bytes).expect("checked before the append");
+            self.producers
+                .borrow_mut()
+                .record(header, info.base_offset, now);
+        }
+        self.batches_since_snapshot
+            .set(self.batches_since_snapshot.get() + info.batch_count as u64);
         drop(permit);
         self.log.set_high_watermark(self.log.log_end_offset());
         self.data_arrived.notify_all();
@@ -149,18 +180,75 @@ impl Partition {
         }
     }
 
-    /// Idempotence check before an append: `Ok(None)` to append, `Ok(Some(..))` for a retried
-    /// batch already in the log (answered with its original offsets), `Err` to refuse.
-    fn check_producer(&self, records: &[u8]) -> Result<Option<ProduceOutcome>, ProduceOutcome> {
+    /// Checks a record set before it is appended: control batches are the broker's own, and an
+    /// idempotent producer's batch must be next in its sequence or a retry of a recent one.
+    fn check_producer(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<ProducerVerdict, ProduceOutcome> {
         let header = batch::peek_header(records)
             .map_err(|e| ProduceOutcome::error(codes::CORRUPT_MESSAGE, e.to_string()))?;
-        if header.producer_id.get() < 0 {
-            return Ok(None);
+        if header.is_control() {
+            return Err(ProduceOutcome::error(
+                codes::INVALID_RECORD,
+                "clients may not write control batches",
+            ));
         }
-        Ok(None)
+        if header.producer_id.get() < 0 {
+            return Ok(ProducerVerdict::Append { header: None });
+        }
+        if header.size_bytes() != records.len() {
+            return Err(ProduceOutcome::error(
+                codes::INVALID_RECORD,
+                "an idempotent produce carries exactly one record batch",
+            ));
+        }
+        match self.producers.borrow().check(header, now_ms) {
+            Ok(SequenceCheck::Append) => Ok(ProducerVerdict::Append {
+                header: Some(records[..batch::BATCH_HEADER_SIZE_BYTES].to_vec()),
+            }),
+            Ok(SequenceCheck::Duplicate { base_offset, .. }) => {
+                Ok(ProducerVerdict::Duplicate(ProduceOutcome {
+                    error_code: codes::NONE,
+                    error_message: None,
+                    base_offset,
+                    log_append_time_ms: -1,
+                    log_start_offset: self.log.log_start_offset(),
+                }))
+            }
+            Err(error) => Err(ProduceOutcome::error(error.kafka_code(), error.to_string())),
+        }
     }
 
-    fn record_producer(&self, _info: &crate::storage::AppendInfo) {}
+    /// Housekeeping: forget idle producers and snapshot their state now and then.
+    pub async fn tick(&self, now_ms: i64) {
+        self.producers.borrow_mut().expire(now_ms);
+        if self.batches_since_snapshot.get() >= SNAPSHOT_EVERY_BATCHES {
+            self.write_producer_snapshot().await;
+        }
+    }
+
+    /// Writes the producer state as of the log end, so a restart replays nothing before it.
+    pub async fn write_producer_snapshot(&self) {
+        let bytes = {
+            let mut producers = self.producers.borrow_mut();
+            producers.remove_before(self.log.log_end_offset());
+            producers.snapshot()
+        };
+        self.batches_since_snapshot.set(0);
+        let path = self.log.dir().join(PRODUCER_SNAPSHOT_FILE);
+        if let Err(error) = crate::storage::file::write_file_atomic(&path, bytes).await {
+            tracing::warn!(partition = %self.id.dir_name(), %error, "cannot write the producer snapshot");
+        }
+    }
+
+    /// Flushes the log and snapshots the producer state, for a clean shutdown.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let result = self.log.close().await;
+        self.write_producer_snapshot().await;
+        result
+    }
 
     /// Reads from `offset` up to the high watermark.
     pub async fn fetch(&self, offset: i64, max_bytes: usize) -> FetchOutcome {
@@ -227,6 +315,60 @@ impl Partition {
         })
         .await;
     }
+}
+
+enum ProducerVerdict {
+    /// Append; for an idempotent batch, its header bytes to record afterwards.
+    Append {
+        header: Option<Vec<u8>>,
+    },
+    Duplicate(ProduceOutcome),
+}
+
+/// The producer state as of the log end: the snapshot, then every batch header after it.
+async fn restore_producers(log: &PartitionLog, config: ProducerStateConfig) -> ProducerStateTable {
+    let path = log.dir().join(PRODUCER_SNAPSHOT_FILE);
+    let mut producers = match crate::storage::file::read_small_file(&path).await {
+        Ok(Some(bytes)) => ProducerStateTable::from_snapshot_with_config(&bytes, config).unwrap_or_else(|error| {
+            tracing::warn!(path = %path.display(), %error, "ignoring a damaged producer snapshot");
+            ProducerStateTable::new(config)
+        }),
+        Ok(None) => ProducerStateTable::new(config),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot read the producer snapshot");
+            ProducerStateTable::new(config)
+        }
+    };
+    let end = log.log_end_offset();
+    if producers.snapshot_offset() > end {
+        producers.truncate_to(end);
+    }
+    let mut offset = producers.snapshot_offset().max(log.log_start_offset());
+    while offset < end {
+        let limits = ReadLimits {
+            end_offset_exclusive: end,
+            max_bytes: REPLAY_READ_BYTES,
+        };
+        let batches = match log.read(offset, limits).await {
+            Ok(data) if !data.batches.is_empty() => data.batches,
+            Ok(_) => break,
+            Err(error) => {
+                tracing::warn!(dir = %log.dir().display(), %error, "producer state replay stopped early");
+                break;
+            }
+        };
+        for bytes in batches {
+            let Ok(header) = batch::peek_header(&bytes) else {
+                break;
+            };
+            if header.last_offset() >= offset {
+                producers.rebuild_from(header, header.base_offset.get());
+                offset = header.last_offset() + 1;
+            }
+        }
+    }
+    producers.expire(crate::storage::now_ms());
+    producers
 }
 
 fn storage_outcome(error: &StorageError) -> ProduceOutcome {

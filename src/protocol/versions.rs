@@ -37,6 +37,16 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::ApiVersions, 0, 3),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::InitProducerId, 0, 4),
+    api(ApiKey::FindCoordinator, 0, 4),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::DeleteRecords, 0, 2),
+    // v0-1 are encoded here: kafka-protocol 0.18 knows v2+ only.
+    api(ApiKey::OffsetForLeaderEpoch, 0, 4),
 ];
 
 pub fn find(api_key: i16) -> Option<&'static Supported> {

@@ -172,6 +172,67 @@ pub fn assign(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
     header.partition_leader_epoch.set(leader_epoch);
 }
 
+/// Attribute bit: every record's timestamp is the batch's max timestamp (LogAppendTime).
+const ATTR_LOG_APPEND_TIME: i16 = 0x08;
+
+/// Reads a zigzag varint of at most `max_bytes` bytes from the front of `bytes`.
+fn read_varlong(bytes: &mut &[u8], max_bytes: usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().take(max_bytes).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// The first record of a validated batch whose timestamp is at least `target_ms`, as
+/// (offset, timestamp), or `None` when the batch's max timestamp is below it. Records are
+/// walked in uncompressed batches; for a compressed batch, or records that do not parse, the
+/// answer is the batch itself (base offset, max timestamp).
+pub fn first_record_at_or_after(bytes: &[u8], target_ms: i64) -> Option<(i64, i64)> {
+    let header = peek_header(bytes).ok()?;
+    let base_offset = header.base_offset.get();
+    let max_timestamp = header.max_timestamp.get();
+    if max_timestamp < target_ms {
+        return None;
+    }
+    let batch_answer = Some((base_offset, max_timestamp));
+    if header.attributes.get() & ATTR_LOG_APPEND_TIME != 0 || header.compression_codec() != 0 {
+        return batch_answer;
+    }
+    walk_records(bytes, header, target_ms).unwrap_or(batch_answer)
+}
+
+/// `None` when the records do not parse; `Some(None)` when none reaches the target.
+fn walk_records(bytes: &[u8], header: &BatchHeader, target_ms: i64) -> Option<Option<(i64, i64)>> {
+    let end = header.size_bytes().min(bytes.len());
+    let mut records = bytes.get(BATCH_HEADER_SIZE_BYTES..end)?;
+    for _ in 0..header.records_count.get() {
+        let length = usize::try_from(read_varlong(&mut records, 5)?).ok()?;
+        if length > records.len() {
+            return None;
+        }
+        let (record, rest) = records.split_at(length);
+        records = rest;
+        let mut fields = record.get(1..)?; // after the attributes byte
+        let timestamp = header
+            .base_timestamp
+            .get()
+            .checked_add(read_varlong(&mut fields, 10)?)?;
+        let offset_delta = read_varlong(&mut fields, 5)?;
+        if timestamp >= target_ms {
+            return Some(Some((
+                header.base_offset.get().checked_add(offset_delta)?,
+                timestamp,
+            )));
+        }
+    }
+    Some(None)
+}
+
 /// Builds a valid v2 batch around `records_count` opaque records of `payload`, for tests and
 /// benchmarks that need well-formed batches without a Kafka client.
 pub fn build_batch(
@@ -272,7 +333,63 @@ mod tests {
         assert!(validate_record_set(&set).is_err());
     }
 
+    /// A batch of records with the given timestamp deltas, encoded as a Kafka client would.
+    fn batch_with_records(base_timestamp: i64, deltas: &[i64]) -> Vec<u8> {
+        fn zigzag(value: i64, out: &mut Vec<u8>) {
+            let mut v = ((value << 1) ^ (value >> 63)) as u64;
+            loop {
+                let byte = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    out.push(byte);
+                    return;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+        let mut records = Vec::new();
+        for (i, delta) in deltas.iter().enumerate() {
+            let mut body = vec![0u8];
+            zigzag(*delta, &mut body);
+            zigzag(i as i64, &mut body);
+            zigzag(-1, &mut body); // null key
+            zigzag(1, &mut body);
+            body.push(b'v');
+            zigzag(0, &mut body); // no headers
+            zigzag(body.len() as i64, &mut records);
+            records.extend_from_slice(&body);
+        }
+        let mut bytes = build_batch(base_timestamp, deltas.len() as i32, &records, None);
+        let max = base_timestamp + deltas.iter().copied().max().unwrap_or(0);
+        let (header, _) = BatchHeader::mut_from_prefix(&mut bytes[..]).unwrap();
+        header.max_timestamp.set(max);
+        let crc = crc32c::crc32c(&bytes[CRC_START_BYTES..]);
+        BatchHeader::mut_from_prefix(&mut bytes[..])
+            .unwrap()
+            .0
+            .crc
+            .set(crc);
+        bytes
+    }
+
+    #[test]
+    fn finds_the_first_record_at_or_after_a_timestamp() {
+        let mut bytes = batch_with_records(1_000, &[0, 10, 5, 20]);
+        assign(&mut bytes, 100, 0);
+        assert!(validate(&bytes).is_ok());
+        assert_eq!(first_record_at_or_after(&bytes, 0), Some((100, 1_000)));
+        assert_eq!(first_record_at_or_after(&bytes, 1_001), Some((101, 1_010)));
+        assert_eq!(first_record_at_or_after(&bytes, 1_011), Some((103, 1_020)));
+        assert_eq!(first_record_at_or_after(&bytes, 1_021), None);
+    }
+
     proptest! {
+        #[test]
+        fn record_walk_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..256), target in any::<i64>()) {
+            let bytes = build_batch(0, 3, &payload, None);
+            let _ = first_record_at_or_after(&bytes, target);
+        }
+
         #[test]
         fn validation_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = validate_record_set(&bytes);

@@ -324,23 +324,24 @@ pub async fn ensure_ballast(path: &Path, size_bytes: u64) -> Result<()> {
     Ok(())
 }
 
-/// Name of the small file used to prime glommio's per-device I/O probe.
-const IO_PROBE_FILE_NAME: &str = ".io-probe";
-
 /// Opens a non-empty file on the device of `dir` before any other direct-IO file. glommio probes
-/// each device for polled I/O with a read of the first file it opens there; if that file is
-/// empty, the probe wrongly concludes polled I/O works and every later read fails with
-/// EOPNOTSUPP on virtio disks (glommio #605/#670). Call once per data directory per process,
-/// before opening any log.
+/// each device for polled I/O with a read of the first file it opens there, and remembers the
+/// answer per thread; if that file is empty, the probe wrongly concludes polled I/O works and
+/// every later read fails with EOPNOTSUPP on virtio disks (glommio #605/#670). Every shard
+/// calls this once per data directory before opening any log.
 pub async fn prime_device(dir: &Path) -> Result<()> {
     create_dir_all(dir).await?;
-    let probe_path = dir.join(IO_PROBE_FILE_NAME);
+    // One file per thread: shards prime concurrently.
+    let probe_path =
+        dir.join(format!(".io-probe-{:?}", thread::current().id()).replace(['(', ')'], ""));
     let owned = probe_path.clone();
     blocking(move || std::fs::write(&owned, vec![0x5au8; PAGE_SIZE_BYTES as usize]))
         .await
         .map_err(|e| StorageError::io(format!("writing {}", probe_path.display()), e))?;
     let probe = DirectFile::open(&probe_path, false).await?;
     let bytes = probe.read_at(0, PAGE_SIZE_BYTES as usize).await?;
+    drop(probe);
+    remove_file(&probe_path).await?;
     if bytes.len() != PAGE_SIZE_BYTES as usize {
         return Err(StorageError::io(
             format!("reading {}", probe_path.display()),

@@ -7,10 +7,11 @@
 //! Owned by one shard. Appends, rolls, retention and truncation are serialised by one async
 //! lock; reads and durability waits run beside them. No `RefCell` borrow crosses an `.await`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use glommio::sync::Semaphore;
@@ -79,7 +80,13 @@ pub struct PartitionLog {
     durable_changed: Notify,
     cache: Rc<BatchCache>,
     space: Rc<SpaceGuard>,
+    write_behind_scheduled: Cell<bool>,
 }
+
+/// Appended bytes reach the file (not yet synced) this soon after an append, so that like
+/// Kafka's page cache they survive a crash of the process. Appends within the delay share one
+/// write of the changed tail pages.
+const WRITE_BEHIND_DELAY: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone)]
 struct LogState {
@@ -185,6 +192,7 @@ impl PartitionLog {
             durable_changed: Notify::default(),
             cache,
             space,
+            write_behind_scheduled: Cell::new(false),
         });
         Ok((log, report))
     }
@@ -383,6 +391,8 @@ impl PartitionLog {
         };
         if flush_due {
             self.request_flush(next_offset);
+        } else {
+            self.schedule_write_behind();
         }
         Ok(AppendInfo {
             base_offset,
@@ -393,6 +403,26 @@ impl PartitionLog {
             records_count,
             size_bytes,
         })
+    }
+
+    fn schedule_write_behind(self: &Rc<Self>) {
+        if self.write_behind_scheduled.replace(true) {
+            return;
+        }
+        let log = Rc::clone(self);
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(WRITE_BEHIND_DELAY).await;
+            log.write_behind_scheduled.set(false);
+            // A truncation may be replacing every segment right now: then there is no tail.
+            let active = log.segments.borrow().values().next_back().cloned();
+            let Some(active) = active else {
+                return;
+            };
+            if let Err(error) = active.write_behind().await {
+                tracing::debug!(dir = %log.dir.display(), %error, "write-behind failed");
+            }
+        })
+        .detach();
     }
 
     /// Remembers the first offset of a new leader epoch, durably, before anything is written
@@ -627,8 +657,9 @@ impl PartitionLog {
     }
 
     /// Housekeeping, called periodically by the shard: write idle tails, flush by `flush.ms`,
-    /// roll by `segment.ms`, apply retention.
-    pub async fn tick(self: &Rc<Self>, now_ms: i64) -> Result<()> {
+    /// roll by `segment.ms`, and with `check_retention` apply retention (Kafka checks every
+    /// `log.retention.check.interval.ms`, 5 minutes by default).
+    pub async fn tick(self: &Rc<Self>, now_ms: i64, check_retention: bool) -> Result<()> {
         let config = self.config();
         let (flush_due, log_end_offset) = {
             let state = self.state.borrow();
@@ -655,7 +686,10 @@ impl PartitionLog {
                 self.roll_locked(&config).await?;
             }
         }
-        self.enforce_retention(now_ms).await.map(|_| ())
+        if check_retention {
+            self.enforce_retention(now_ms).await?;
+        }
+        Ok(())
     }
 
     /// Deletes whole closed segments past `retention.ms` / `retention.bytes` or wholly below the

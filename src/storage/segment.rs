@@ -931,9 +931,8 @@ impl Segment {
             None,
             usize::MAX,
             |batch| {
-                let max = batch.header.max_timestamp.get();
-                if max >= timestamp_ms {
-                    answer = Some((batch.header.base_offset.get(), max));
+                answer = batch::first_record_at_or_after(&batch.bytes, timestamp_ms);
+                if answer.is_some() {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
@@ -946,12 +945,7 @@ impl Segment {
                 .pending
                 .borrow()
                 .iter()
-                .filter_map(|p| {
-                    let header = batch::peek_header(&p.bytes).ok()?;
-                    (header.max_timestamp.get() >= timestamp_ms)
-                        .then(|| (p.base_offset, header.max_timestamp.get()))
-                })
-                .next();
+                .find_map(|p| batch::first_record_at_or_after(&p.bytes, timestamp_ms));
         }
         Ok(answer)
     }

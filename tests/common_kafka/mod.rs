@@ -1,0 +1,267 @@
+//! Helpers for integration tests that speak raw Kafka to the real broker: `Broker` starts
+//! `ringlog serve` on free ports with a fresh data directory and stops it when dropped (even
+//! when the test panics); `Client` sends requests built from kafka-protocol's types over a
+//! blocking `TcpStream` and decodes the answers with the matching response types.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+
+/// How long the broker may take to answer its first ApiVersions.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the broker may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a test waits for any one response.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest response a test accepts.
+const RESPONSE_SIZE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// A running `ringlog serve`; SIGTERM (then SIGKILL) when dropped.
+pub struct Broker {
+    child: Option<Child>,
+    root: tempfile::TempDir,
+    pub kafka_addr: SocketAddr,
+    admin_addr: SocketAddr,
+}
+
+impl Broker {
+    /// Starts a broker with two shards and waits until it answers ApiVersions.
+    pub fn start() -> Broker {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let [kafka_port, admin_port] = free_ports();
+        let mut broker = Broker {
+            child: None,
+            root,
+            kafka_addr: format!("127.0.0.1:{kafka_port}").parse().unwrap(),
+            admin_addr: format!("127.0.0.1:{admin_port}").parse().unwrap(),
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// Stops the broker cleanly (SIGTERM must end it with exit code 0), then starts it again
+    /// on the same ports and data.
+    pub fn restart(&mut self) {
+        let status = self.stop();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "ringlog exited with {status:?} after SIGTERM:\n{}",
+            self.log()
+        );
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join("broker.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ringlog"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--kafka-addr", &self.kafka_addr.to_string()])
+            .args(["--admin-addr", &self.admin_addr.to_string()])
+            .args(["--smp", "2"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("ringlog starts");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// SIGTERM, then SIGKILL after `STOP_TIMEOUT`; the exit status when it stopped by itself.
+    fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    eprintln!(
+                        "ringlog did not stop within {STOP_TIMEOUT:?} of SIGTERM; killing it"
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+            }
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// The broker's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("broker.log")).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.kafka_addr)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("ringlog exited at start-up with {status}:\n{}", self.log());
+                }
+            }
+            if let Ok(stream) = TcpStream::connect_timeout(&self.kafka_addr, Duration::from_secs(1))
+            {
+                let mut client = Client::from_stream(stream);
+                if client.try_send(3, &ApiVersionsRequest::default()).is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ringlog did not answer ApiVersions within {START_TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- ringlog log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Two distinct free TCP ports on 127.0.0.1.
+fn free_ports() -> [u16; 2] {
+    let first = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let second = TcpListener::bind("127.0.0.1:0").expect("bind");
+    [
+        first.local_addr().unwrap().port(),
+        second.local_addr().unwrap().port(),
+    ]
+}
+
+/// One connection to the broker, sending one request at a time.
+pub struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        Client::from_stream(TcpStream::connect(addr).expect("connect to ringlog"))
+    }
+
+    fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(RESPONSE_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends `request` at `version` and decodes the answer; panics on any failure.
+    pub fn send<R: Request>(&mut self, version: i16, request: &R) -> R::Response {
+        self.try_send(version, request)
+            .unwrap_or_else(|e| panic!("{:?} v{version}: {e:#}", api_key::<R>()))
+    }
+
+    pub fn try_send<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+    ) -> anyhow::Result<R::Response> {
+        let mut body = BytesMut::new();
+        request.encode(&mut body, version)?;
+        let mut response = self.exchange(api_key::<R>(), version, &body)?;
+        let decoded = R::Response::decode(&mut response, version)?;
+        anyhow::ensure!(
+            !response.has_remaining(),
+            "{} bytes left after the response",
+            response.remaining()
+        );
+        Ok(decoded)
+    }
+
+    /// Sends a hand-encoded body; returns the response body after a header of
+    /// `response_header_version`.
+    pub fn send_raw(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        body: &[u8],
+        response_header_version: i16,
+    ) -> Bytes {
+        self.exchange_with(api_key, version, body, response_header_version)
+            .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e:#}"))
+    }
+
+    fn exchange(&mut self, api_key: ApiKey, version: i16, body: &[u8]) -> anyhow::Result<Bytes> {
+        let response_header_version = api_key.response_header_version(version);
+        self.exchange_with(api_key, version, body, response_header_version)
+    }
+
+    fn exchange_with(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        body: &[u8],
+        response_header_version: i16,
+    ) -> anyhow::Result<Bytes> {
+        self.correlation_id += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = api_key as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation_id;
+        header.client_id = Some(StrBytes::from_static_str("ringlog-admin-test"));
+        let mut frame = BytesMut::new();
+        header.encode(&mut frame, api_key.request_header_version(version))?;
+        frame.extend_from_slice(body);
+        let size = i32::try_from(frame.len())?;
+        self.stream.write_all(&size.to_be_bytes())?;
+        self.stream.write_all(&frame)?;
+
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let size = usize::try_from(i32::from_be_bytes(size))?;
+        anyhow::ensure!(size <= RESPONSE_SIZE_MAX_BYTES, "response of {size} bytes");
+        let mut response = vec![0u8; size];
+        self.stream.read_exact(&mut response)?;
+        let mut response = Bytes::from(response);
+        let header = ResponseHeader::decode(&mut response, response_header_version)?;
+        anyhow::ensure!(
+            header.correlation_id == self.correlation_id,
+            "correlation id {} answered {}",
+            self.correlation_id,
+            header.correlation_id
+        );
+        Ok(response)
+    }
+}
+
+fn api_key<R: Request>() -> ApiKey {
+    ApiKey::try_from(R::KEY).expect("a known API key")
+}
