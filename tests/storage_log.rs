@@ -541,6 +541,16 @@ fn leader_epochs_are_stamped_and_remembered() {
             assert_eq!(log.end_offset_for_epoch(3), Some((3, 8)));
             assert_eq!(log.end_offset_for_epoch(5), Some((3, 8)));
             assert_eq!(log.end_offset_for_epoch(7), Some((7, 10)));
+            assert_eq!(
+                log.end_offset_for_epoch(9),
+                None,
+                "newer than the latest: undefined"
+            );
+            assert_eq!(
+                log.end_offset_for_epoch(-5),
+                Some((-5, 0)),
+                "older than the first"
+            );
             let data = log.read(8, limits(10, 1)).await.unwrap();
             assert_eq!(
                 batch::validate(&data.batches[0])

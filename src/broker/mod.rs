@@ -230,6 +230,10 @@ impl Shard {
                     continue;
                 }
                 let dir = self.config.data_dir.join(id.dir_name());
+                if let Err(error) = claim_partition_dir(&dir, topic.id).await {
+                    tracing::error!(partition = %id.dir_name(), %error, "cannot prepare the partition directory; it stays offline");
+                    continue;
+                }
                 match PartitionLog::open(
                     &dir,
                     log_config.clone(),
@@ -264,7 +268,7 @@ impl Shard {
                 let _ = partition.close().await;
                 if !snapshot.topics.contains_key(&id.topic) {
                     let dir = partition.log.dir().to_path_buf();
-                    if let Err(error) = crate::storage::file::remove_dir_all(&dir).await {
+                    if let Err(error) = discard_partition_dir(&dir).await {
                         tracing::warn!(dir = %dir.display(), %error, "cannot remove a deleted partition's data");
                     }
                 }
@@ -541,6 +545,61 @@ impl Shard {
             Outcome::Close(format!("{:?} v{api_version}: {error:#}", request.api_key))
         })
     }
+}
+
+/// The file naming the topic a partition directory belongs to (Kafka's `partition.metadata`).
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// Suffix of directories being deleted; whatever carries it at start-up is removed.
+pub const DELETED_DIR_SUFFIX: &str = "-delete";
+
+/// Makes `dir` the home of a partition of topic `topic_id`: a directory left by an earlier
+/// topic of the same name (deleted while the broker was down, or not yet removed) is discarded
+/// first, so a recreated topic never sees old data.
+async fn claim_partition_dir(
+    dir: &std::path::Path,
+    topic_id: uuid::Uuid,
+) -> crate::storage::Result<()> {
+    use crate::storage::file;
+    let marker = dir.join(PARTITION_METADATA_FILE);
+    let expected = format!("version: 0\ntopic_id: {topic_id}\n");
+    match file::read_small_file(&marker).await? {
+        Some(found) if found == expected.as_bytes() => return Ok(()),
+        Some(_) => {
+            tracing::warn!(dir = %dir.display(), "directory belongs to an earlier topic of the same name; discarding it");
+            discard_partition_dir(dir).await?;
+        }
+        None => {}
+    }
+    file::create_dir_all(dir).await?;
+    file::write_file_atomic(&marker, expected.into_bytes()).await
+}
+
+/// Deletes a partition directory crash-safely: renamed aside first, then removed.
+async fn discard_partition_dir(dir: &std::path::Path) -> crate::storage::Result<()> {
+    use crate::storage::file;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let doomed = dir.with_file_name(format!(
+        "{name}.{}{DELETED_DIR_SUFFIX}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    file::rename(dir, &doomed).await?;
+    file::remove_dir_all(&doomed).await
+}
+
+/// Removes directories whose deletion a crash interrupted. Shard 0, at start-up.
+pub async fn remove_interrupted_deletions(
+    data_dir: &std::path::Path,
+) -> crate::storage::Result<()> {
+    use crate::storage::file;
+    for name in file::list_dir(data_dir).await? {
+        if name.ends_with(DELETED_DIR_SUFFIX) {
+            file::remove_dir_all(&data_dir.join(&name)).await?;
+        }
+    }
+    Ok(())
 }
 
 fn mesh_failure(error: MeshError) -> ControllerError {

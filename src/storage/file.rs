@@ -237,6 +237,25 @@ pub async fn remove_file(path: &Path) -> Result<()> {
     .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))
 }
 
+/// Renames a file or directory, durably (the parent directory is synced).
+pub async fn rename(from: &Path, to: &Path) -> Result<()> {
+    let (owned_from, owned_to) = (from.to_path_buf(), to.to_path_buf());
+    blocking(move || -> io::Result<()> {
+        std::fs::rename(&owned_from, &owned_to)?;
+        if let Some(parent) = owned_to.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| {
+        StorageError::io(
+            format!("renaming {} to {}", from.display(), to.display()),
+            e,
+        )
+    })
+}
+
 pub async fn remove_dir_all(path: &Path) -> Result<()> {
     let owned = path.to_path_buf();
     blocking(move || match std::fs::remove_dir_all(&owned) {

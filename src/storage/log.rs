@@ -642,18 +642,20 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// The offset at which `epoch` ended (the start of the next higher epoch, or the log end
-    /// offset for the latest), with the largest epoch at or below the one asked for; Kafka's
-    /// OffsetForLeaderEpoch. `None` when `epoch` is older than anything known.
+    /// Kafka's OffsetForLeaderEpoch (`LeaderEpochFileCache.endOffsetFor`): for the latest
+    /// epoch, (it, log end offset); for an older one, the largest known epoch at or below it
+    /// with the start offset of the next higher epoch, or the requested epoch itself when it
+    /// predates every known one; `None` (UNDEFINED) for an epoch newer than the latest.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         let state = self.state.borrow();
+        let &(latest, _) = state.epochs.last()?;
+        if epoch == latest {
+            return Some((latest, state.log_end_offset));
+        }
         let index = state.epochs.partition_point(|(e, _)| *e <= epoch);
-        let (found_epoch, _) = *state.epochs.get(index.checked_sub(1)?)?;
-        let end = state
-            .epochs
-            .get(index)
-            .map_or(state.log_end_offset, |(_, start)| *start);
-        Some((found_epoch, end))
+        let &(_, higher_start) = state.epochs.get(index)?;
+        let floor_epoch = index.checked_sub(1).map_or(epoch, |i| state.epochs[i].0);
+        Some((floor_epoch, higher_start))
     }
 
     /// Housekeeping, called periodically by the shard: write idle tails, flush by `flush.ms`,
