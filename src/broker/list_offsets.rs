@@ -1,7 +1,6 @@
 //! ListOffsets: the earliest (-2), latest (-1) and max-timestamp (-3) offsets of partitions,
 //! or the first offset at or after a timestamp, asked of each partition's owner.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -10,10 +9,10 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::messages::ShardRequest;
-use super::{respond, Shard, CONTROL_TIMEOUT};
+use super::{respond, Shard};
 use crate::net::connection::Outcome;
 use crate::partition::{OffsetAnswer, TopicPartition};
-use crate::protocol::{codes, RequestFrame};
+use crate::protocol::RequestFrame;
 
 pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result<Outcome> {
     let body: ListOffsetsRequest = request.decode()?;
@@ -55,55 +54,23 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
 /// A partition and the timestamp asked for.
 type OffsetQuery = (TopicPartition, i64);
 
+fn failed(error_code: i16) -> OffsetAnswer {
+    OffsetAnswer {
+        error_code,
+        offset: -1,
+        timestamp_ms: -1,
+        leader_epoch: -1,
+    }
+}
+
 impl Shard {
-    async fn list_offsets(self: &Rc<Self>, queries: &[(TopicPartition, i64)]) -> Vec<OffsetAnswer> {
-        let mut answers = vec![
-            OffsetAnswer {
-                error_code: codes::UNKNOWN_TOPIC_OR_PARTITION,
-                offset: -1,
-                timestamp_ms: -1,
-                leader_epoch: -1,
-            };
-            queries.len()
-        ];
-        let mut by_owner: BTreeMap<usize, Vec<(usize, OffsetQuery)>> = BTreeMap::new();
-        for (index, query) in queries.iter().enumerate() {
-            if let Ok(owner) = self.owner_of(&query.0) {
-                by_owner
-                    .entry(owner)
-                    .or_default()
-                    .push((index, query.clone()));
-            }
-        }
-        for (owner, group) in by_owner {
-            let (indexes, queries): (Vec<usize>, Vec<(TopicPartition, i64)>) =
-                group.into_iter().unzip();
-            let found = if owner == self.id {
-                self.list_offsets_local(&queries).await
-            } else {
-                let count = queries.len();
-                self.mesh
-                    .call(owner, CONTROL_TIMEOUT, |reply| ShardRequest::ListOffsets {
-                        queries,
-                        reply,
-                    })
-                    .await
-                    .unwrap_or_else(|_| {
-                        vec![
-                            OffsetAnswer {
-                                error_code: codes::REQUEST_TIMED_OUT,
-                                offset: -1,
-                                timestamp_ms: -1,
-                                leader_epoch: -1
-                            };
-                            count
-                        ]
-                    })
-            };
-            for (index, answer) in indexes.into_iter().zip(found) {
-                answers[index] = answer;
-            }
-        }
-        answers
+    async fn list_offsets(self: &Rc<Self>, queries: &[OffsetQuery]) -> Vec<OffsetAnswer> {
+        self.on_owners(
+            queries.to_vec(),
+            failed,
+            |shard, queries| async move { shard.list_offsets_local(&queries).await },
+            |queries, reply| ShardRequest::ListOffsets { queries, reply },
+        )
+        .await
     }
 }
