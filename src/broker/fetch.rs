@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 
-use super::messages::{PartitionRead, ShardRequest};
+use super::messages::{ReadAt, ShardRequest};
 use super::{respond, respond_with, Shard};
 use crate::net::connection::Outcome;
 use crate::partition::{FetchOutcome, TopicPartition};
@@ -42,11 +42,14 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
     let mut reads = Vec::new();
     for topic in &body.topics {
         for partition in &topic.partitions {
-            reads.push(PartitionRead {
-                partition: TopicPartition::new(topic.topic.0.to_string(), partition.partition),
-                offset: partition.fetch_offset,
-                max_bytes: (partition.partition_max_bytes.max(0) as usize).min(response_max_bytes),
-            });
+            reads.push((
+                TopicPartition::new(topic.topic.0.to_string(), partition.partition),
+                ReadAt {
+                    offset: partition.fetch_offset,
+                    max_bytes: (partition.partition_max_bytes.max(0) as usize)
+                        .min(response_max_bytes),
+                },
+            ));
         }
     }
     let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(MAX_WAIT_LIMIT);
@@ -59,7 +62,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
             .iter()
             .zip(&outcomes)
             .filter(|(_, outcome)| outcome.error_code == codes::NONE)
-            .map(|(read, _)| (read.partition.clone(), read.offset))
+            .map(|((partition, at), _)| (partition.clone(), at.offset))
             .collect();
         shard.wait_for_data(waits, deadline).await;
         outcomes = shard.fetch(&reads).await;
@@ -104,60 +107,24 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
 
 impl Shard {
     /// Reads every partition on its owner, all owners at once; answers in `reads` order.
-    pub async fn fetch(self: &Rc<Self>, reads: &[PartitionRead]) -> Vec<FetchOutcome> {
-        let mut by_owner: BTreeMap<usize, Vec<(usize, PartitionRead)>> = BTreeMap::new();
-        let mut outcomes: Vec<FetchOutcome> = vec![FetchOutcome::default(); reads.len()];
-        for (index, read) in reads.iter().enumerate() {
-            match self.owner_of(&read.partition) {
-                Ok(owner) => by_owner
-                    .entry(owner)
-                    .or_default()
-                    .push((index, read.clone())),
-                Err(code) => {
-                    outcomes[index] = FetchOutcome {
-                        error_code: code,
-                        data: ReadData {
-                            high_watermark: -1,
-                            log_start_offset: -1,
-                            log_end_offset: -1,
-                            batches: Vec::new(),
-                        },
-                    }
-                }
-            }
-        }
-        let answers = futures_util::future::join_all(by_owner.into_iter().map(|(owner, group)| {
-            let shard = Rc::clone(self);
-            async move {
-                let (indexes, reads): (Vec<usize>, Vec<PartitionRead>) = group.into_iter().unzip();
-                let count = reads.len();
-                let answers = if owner == shard.id {
-                    shard.fetch_local(reads).await
-                } else {
-                    shard
-                        .mesh
-                        .call(owner, READ_TIMEOUT, |reply| ShardRequest::Fetch {
-                            reads,
-                            reply,
-                        })
-                        .await
-                        .unwrap_or_else(|_| vec![failed(codes::REQUEST_TIMED_OUT); count])
-                };
-                indexes.into_iter().zip(answers).collect::<Vec<_>>()
-            }
-        }))
-        .await;
-        for (index, outcome) in answers.into_iter().flatten() {
-            outcomes[index] = outcome;
-        }
-        outcomes
+    pub async fn fetch(self: &Rc<Self>, reads: &[(TopicPartition, ReadAt)]) -> Vec<FetchOutcome> {
+        self.on_owners(
+            reads.to_vec(),
+            failed,
+            |shard, reads| async move { shard.fetch_local(reads).await },
+            |reads, reply| ShardRequest::Fetch { reads, reply },
+        )
+        .await
     }
 
-    pub(crate) async fn fetch_local(&self, reads: Vec<PartitionRead>) -> Vec<FetchOutcome> {
+    pub(crate) async fn fetch_local(
+        &self,
+        reads: Vec<(TopicPartition, ReadAt)>,
+    ) -> Vec<FetchOutcome> {
         let mut outcomes = Vec::with_capacity(reads.len());
-        for read in reads {
-            outcomes.push(match self.partition(&read.partition) {
-                Some(partition) => partition.fetch(read.offset, read.max_bytes).await,
+        for (id, at) in reads {
+            outcomes.push(match self.partition(&id) {
+                Some(partition) => partition.fetch(at.offset, at.max_bytes).await,
                 None => failed(codes::NOT_LEADER_OR_FOLLOWER),
             });
         }

@@ -21,7 +21,7 @@ pub enum ShardRequest {
     },
     /// Read several partitions owned by the receiving shard.
     Fetch {
-        reads: Vec<PartitionRead>,
+        reads: Vec<(TopicPartition, ReadAt)>,
         reply: oneshot::Sender<Vec<FetchOutcome>>,
     },
     /// Answer once any of these partitions has data past its offset, or after the timeout.
@@ -56,9 +56,9 @@ pub enum ShardRequest {
     },
 }
 
-#[derive(Debug, Clone)]
-pub struct PartitionRead {
-    pub partition: TopicPartition,
+/// Where to read a partition from, and how much.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAt {
     pub offset: i64,
     pub max_bytes: usize,
 }
