@@ -9,6 +9,10 @@ command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 command -v mount >/dev/null 2>&1 || missing+=(mount)
 command -v git >/dev/null 2>&1 || missing+=(git) # glommio's build script clones liburing
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# hwloc (shard pinning by topology) and libudev, which the hwlocality crate links against.
+pkg-config --exists hwloc 2>/dev/null || missing+=(libhwloc-dev)
+pkg-config --exists libudev 2>/dev/null || missing+=(libudev-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${missing[*]}"

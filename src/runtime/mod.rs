@@ -3,6 +3,7 @@
 //! executor call outside the storage file layer lives here.
 
 pub mod mesh;
+pub mod topology;
 
 use std::future::Future;
 
@@ -56,8 +57,18 @@ impl ShardPlacement {
             }
             return Ok(PoolPlacement::Custom(sets));
         }
+        if let Some(cpus) = topology::spread_cpus(self.shard_count) {
+            let sets: Vec<CpuSet> = cpus
+                .iter()
+                .map(|cpu| online.clone().filter(|location| location.cpu == *cpu))
+                .collect();
+            if sets.iter().all(|set| !set.is_empty()) {
+                tracing::info!(?cpus, "shards pinned one per core (hwloc)");
+                return Ok(PoolPlacement::Custom(sets));
+            }
+        }
         if self.shard_count <= online.len() {
-            // One shard per core, spread over packages and NUMA nodes.
+            // glommio's own spread over packages and NUMA nodes.
             Ok(PoolPlacement::MaxSpread(self.shard_count, None))
         } else {
             Ok(PoolPlacement::Fenced(self.shard_count, online))
