@@ -61,7 +61,7 @@ PARTITIONS = (1, 8)
 ACKS = ("1", "all")
 # Messages per case (all processes together), sized for about 10 s per case on a 2-CPU virtual
 # machine shared with the broker. --messages overrides them for every size.
-DEFAULT_MESSAGES = {100: 2_000_000, 1024: 1_000_000}
+DEFAULT_MESSAGES = {100: 12_000_000, 1024: 4_000_000}
 DEFAULT_PROCS = 2
 WARMUP_MESSAGES = 100  # per process, before the clock starts
 
@@ -164,6 +164,14 @@ def machine_busy_seconds():
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
 
 
+def term_when_parent_dies():
+    """In the broker's child process before exec: SIGTERM it if this script dies (even by
+    SIGKILL), so that no broker outlives the benchmark."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Broker:
     """`ringlog serve --smp 2` on free ports, its data and log in a fresh directory."""
 
@@ -188,7 +196,8 @@ class Broker:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True,
-                                         env={**os.environ, "RUST_BACKTRACE": "1"})
+                                         env={**os.environ, "RUST_BACKTRACE": "1"},
+                                         preexec_fn=term_when_parent_dies)
 
     def wait_ready(self, admin_client_class):
         """Until the Kafka port accepts connections and answers a metadata request through
@@ -342,10 +351,15 @@ def producer_process(index, bootstrap, topic, acks, size, count, go, reports, ti
         reports.put(("failed", index, f"{type(exc).__name__}: {exc}"))
 
 
-def collect(reports, procs, kind, deadline):
-    """Waits until every process sent a `kind` message (or a failure), until `deadline`."""
+def collect(reports, procs, kind, deadline, broker):
+    """Waits until every process sent a `kind` message (or a failure), until `deadline` or until
+    the broker dies."""
     got, failures = {}, {}
     while len(got) + len(failures) < len(procs):
+        if not broker.alive():
+            missing = [i for i in range(len(procs)) if i not in got and i not in failures]
+            failures.update({i: f"no '{kind}': the broker died" for i in missing})
+            break
         if time.monotonic() > deadline:
             missing = [i for i in range(len(procs)) if i not in got and i not in failures]
             failures.update({i: f"no '{kind}' within the time limit" for i in missing})
@@ -364,9 +378,11 @@ def collect(reports, procs, kind, deadline):
     return got, failures
 
 
-def stop_processes(procs):
-    for proc in procs:
-        proc.join(timeout=10)
+def stop_processes(procs, graceful):
+    """Joins the producer processes (after a completed case) or terminates them (otherwise)."""
+    if graceful:
+        for proc in procs:
+            proc.join(timeout=10)
     for proc in procs:
         if proc.is_alive():
             proc.terminate()
@@ -402,6 +418,7 @@ def run_case(ctx, broker, admin, size, partitions, acks, messages, procs_count, 
               "topic": topic, "processes": procs_count, "ok": False, "problems": []}
     go = ctx.Event()
     reports = ctx.Queue()
+    completed = False
     procs = [ctx.Process(target=producer_process, name=f"producer-{i}",
                          args=(i, broker.bootstrap, topic, acks, size, per_process[i], go,
                                reports, case_timeout_s))
@@ -410,19 +427,20 @@ def run_case(ctx, broker, admin, size, partitions, acks, messages, procs_count, 
         for proc in procs:
             proc.start()
         _, failures = collect(reports, procs, "ready",
-                              time.monotonic() + WORKER_READY_TIMEOUT_S)
+                              time.monotonic() + WORKER_READY_TIMEOUT_S, broker)
         if failures:
             result["problems"] += [f"producer {i}: {text}" for i, text in failures.items()]
             return result
         broker_cpu0, busy0, t0 = broker.cpu_seconds(), machine_busy_seconds(), time.monotonic()
         go.set()
         done, failures = collect(reports, procs, "done",
-                                 time.monotonic() + case_timeout_s + 30)
+                                 time.monotonic() + case_timeout_s + 30, broker)
         broker_cpu1 = broker.cpu_seconds() if broker.alive() else None
         busy1, t1 = machine_busy_seconds(), time.monotonic()
+        completed = True
     finally:
         go.set()  # a process still waiting for it must not hang
-        stop_processes(procs)
+        stop_processes(procs, graceful=completed)
         reports.close()
     result["problems"] += [f"producer {i}: {text}" for i, text in failures.items()]
     if not broker.alive():
@@ -476,6 +494,20 @@ def run_case(ctx, broker, admin, size, partitions, acks, messages, procs_count, 
                                   "per process)")
     result["ok"] = not result["problems"]
     return result
+
+
+def delete_topic(admin, data_dir, topic):
+    """Deletes a case's topic and waits until its partition directories are gone, so that the
+    next case starts on a quiet disk and the data directory never holds more than one case."""
+    futures = admin.delete_topics([topic], operation_timeout=ADMIN_TIMEOUT_S,
+                                  request_timeout=ADMIN_TIMEOUT_S)
+    futures[topic].result(timeout=ADMIN_TIMEOUT_S)
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while any(entry.name.startswith(topic + "-") for entry in data_dir.iterdir()):
+        if time.monotonic() > deadline:
+            raise BenchError(f"the directories of deleted topic {topic} are still in "
+                             f"{data_dir} after {ADMIN_TIMEOUT_S} s")
+        time.sleep(0.1)
 
 
 def create_topics(admin, cases):
@@ -619,6 +651,13 @@ def main(argv):
             result = run_case(ctx, broker, admin, size, parts, acks, messages, args.procs,
                               args.case_timeout)
             results.append(result)
+            if broker.alive():
+                try:
+                    delete_topic(admin, broker.data_dir, result["topic"])
+                except Exception as exc:  # the case's figures stand; the failure is reported
+                    result["problems"].append(f"deleting topic {result['topic']} after the "
+                                              f"case: {exc}")
+                    result["ok"] = False
             status = "ok" if result["ok"] else "FAILED"
             print(f"  {size} B, {parts} partitions, acks={acks}: {messages:,} messages "
                   f"{fmt(result.get('msgs_per_s'), ',.0f')} msgs/s {status}", flush=True)
@@ -628,10 +667,12 @@ def main(argv):
         print()
         print_table(results)
         del admin  # closes its connections before the broker goes
+        died_early = not broker.alive()
         exit_code = broker.stop()
         problems = broker.problem_lines()
         print()
-        print(f"broker exit code after SIGTERM: {exit_code}")
+        print(f"broker exit code {'(it died before the end)' if died_early else 'after SIGTERM'}"
+              f": {exit_code}")
         print(f"broker log warnings/errors: {len(problems)}")
         for line in problems[:20]:
             print(f"  {line}")

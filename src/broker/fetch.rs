@@ -2,17 +2,17 @@
 //! zero-copy chunks. A fetch that finds less than `min_bytes` parks on its partitions until new
 //! data arrives or `max_wait_ms` passes (long poll), then reads again.
 //!
-//! Fetch sessions (KIP-227): a client asking for a new session gets session id 0, the
-//! protocol's "no session", and keeps sending full fetches; a client naming a session gets
-//! FETCH_SESSION_ID_NOT_FOUND and starts over.
+//! Fetch sessions (KIP-227) live in `fetch_session`.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
+use super::fetch_session::{SessionError, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID};
 use super::messages::{ReadAt, ShardRequest};
 use super::{respond, respond_with, Shard};
 use crate::net::connection::Outcome;
@@ -26,23 +26,28 @@ const MAX_WAIT_LIMIT: Duration = Duration::from_secs(60);
 /// Extra time a remote owner gets to answer a read before the mesh gives up.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a fetch relates to sessions.
+enum SessionPlan {
+    /// A full fetch without a session.
+    None,
+    /// A full fetch that starts the session with this id.
+    New(i32),
+    /// An incremental fetch in this session: only partitions with news are answered.
+    Incremental(i32),
+}
+
 pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result<Outcome> {
     let body: FetchRequest = request.decode()?;
-    let mut response = FetchResponse::default();
-    if body.session_id != 0 {
-        response.error_code = codes::FETCH_SESSION_ID_NOT_FOUND;
-        response.session_id = 0;
-        return respond(request, &response);
-    }
-    let response_max_bytes = if request.api_version() >= 3 {
+    let version = request.api_version();
+    let response_max_bytes = if version >= 3 {
         (body.max_bytes.max(1) as usize).min(PLACEHOLDER_BYTES_MAX)
     } else {
         PLACEHOLDER_BYTES_MAX
     };
-    let mut reads = Vec::new();
+    let mut asked = Vec::new();
     for topic in &body.topics {
         for partition in &topic.partitions {
-            reads.push((
+            asked.push((
                 TopicPartition::new(topic.topic.0.to_string(), partition.partition),
                 ReadAt {
                     offset: partition.fetch_offset,
@@ -52,6 +57,62 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
             ));
         }
     }
+    let sessions = shard.fetch_sessions();
+    let (reads, plan) = match (body.session_id, body.session_epoch) {
+        (INVALID_SESSION_ID, epoch) if epoch == INITIAL_EPOCH && version >= 7 => {
+            let id = sessions.create(&asked);
+            (
+                asked,
+                if id == INVALID_SESSION_ID {
+                    SessionPlan::None
+                } else {
+                    SessionPlan::New(id)
+                },
+            )
+        }
+        (INVALID_SESSION_ID, _) => (asked, SessionPlan::None),
+        (id, FINAL_EPOCH) => {
+            sessions.close(id);
+            (asked, SessionPlan::None)
+        }
+        (id, INITIAL_EPOCH) => {
+            sessions.close(id);
+            let id = sessions.create(&asked);
+            (
+                asked,
+                if id == INVALID_SESSION_ID {
+                    SessionPlan::None
+                } else {
+                    SessionPlan::New(id)
+                },
+            )
+        }
+        (id, epoch) => {
+            let forgotten: Vec<TopicPartition> = body
+                .forgotten_topics_data
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| TopicPartition::new(t.topic.0.to_string(), *p))
+                })
+                .collect();
+            match sessions.update(id, epoch, &asked, &forgotten) {
+                Ok(reads) => (reads, SessionPlan::Incremental(id)),
+                Err(error) => {
+                    let mut response = FetchResponse::default();
+                    response.error_code = match error {
+                        SessionError::InvalidEpoch => codes::INVALID_FETCH_SESSION_EPOCH,
+                        SessionError::NotFound | SessionError::TooManyPartitions => {
+                            codes::FETCH_SESSION_ID_NOT_FOUND
+                        }
+                    };
+                    return respond(request, &response);
+                }
+            }
+        }
+    };
+
     let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(MAX_WAIT_LIMIT);
     let deadline = Instant::now() + max_wait;
     let min_bytes = body.min_bytes.max(0) as usize;
@@ -68,40 +129,57 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
         outcomes = shard.fetch(&reads).await;
     }
 
+    let (session_id, answered) = match plan {
+        SessionPlan::None => (INVALID_SESSION_ID, vec![true; outcomes.len()]),
+        SessionPlan::New(id) => {
+            sessions.news(id, &outcomes);
+            (id, vec![true; outcomes.len()])
+        }
+        SessionPlan::Incremental(id) => (id, sessions.news(id, &outcomes)),
+    };
+    let mut response = FetchResponse::default();
     let mut buf = ChunkedBuf::new();
     let mut budget = response_max_bytes;
     let mut first = true;
-    let mut outcomes = outcomes.into_iter();
-    for topic in &body.topics {
-        let mut topic_response = FetchableTopicResponse::default();
-        topic_response.topic = topic.topic.clone();
-        topic_response.topic_id = topic.topic_id;
-        for partition in &topic.partitions {
-            let outcome = outcomes.next().expect("one outcome per partition");
-            let mut batches = Vec::new();
-            for batch in outcome.data.batches {
-                if batch.len() > budget && !(first && batches.is_empty()) {
-                    break;
-                }
-                budget = budget.saturating_sub(batch.len());
-                batches.push(batch);
-            }
-            first &= batches.is_empty();
-            let mut data = PartitionData::default();
-            data.partition_index = partition.partition;
-            data.error_code = outcome.error_code;
-            data.high_watermark = outcome.data.high_watermark;
-            data.last_stable_offset = outcome.data.high_watermark;
-            data.log_start_offset = outcome.data.log_start_offset;
-            data.aborted_transactions = (request.api_version() >= 4).then(Vec::new);
-            data.preferred_read_replica = BrokerId(-1);
-            // Empty, not null: librdkafka cannot parse a null record set.
-            data.records = Some(buf.register_records(batches).unwrap_or_default());
-            topic_response.partitions.push(data);
+    for (((id, _), outcome), answer) in reads.iter().zip(outcomes).zip(answered) {
+        if !answer {
+            continue;
         }
-        response.responses.push(topic_response);
+        let mut batches = Vec::new();
+        for batch in outcome.data.batches {
+            if batch.len() > budget && !(first && batches.is_empty()) {
+                break;
+            }
+            budget = budget.saturating_sub(batch.len());
+            batches.push(batch);
+        }
+        first &= batches.is_empty();
+        let mut data = PartitionData::default();
+        data.partition_index = id.partition;
+        data.error_code = outcome.error_code;
+        data.high_watermark = outcome.data.high_watermark;
+        data.last_stable_offset = outcome.data.high_watermark;
+        data.log_start_offset = outcome.data.log_start_offset;
+        data.aborted_transactions = (version >= 4).then(Vec::new);
+        data.preferred_read_replica = BrokerId(-1);
+        // Empty, not null: librdkafka cannot parse a null record set.
+        data.records = Some(buf.register_records(batches).unwrap_or_default());
+        // Partitions of one topic travel together, in the order they were asked for.
+        match response.responses.last_mut() {
+            Some(topic) if topic.topic.0.as_str() == id.topic => topic.partitions.push(data),
+            _ => {
+                let mut topic = FetchableTopicResponse::default();
+                topic.topic = TopicName(StrBytes::from_string(id.topic.clone()));
+                topic.partitions.push(data);
+                response.responses.push(topic);
+            }
+        }
     }
-    response.session_id = 0;
+    response.session_id = if version >= 7 {
+        session_id
+    } else {
+        INVALID_SESSION_ID
+    };
     respond_with(buf, request, &response)
 }
 

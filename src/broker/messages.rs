@@ -57,7 +57,7 @@ pub enum ShardRequest {
 }
 
 /// Where to read a partition from, and how much.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadAt {
     pub offset: i64,
     pub max_bytes: usize,

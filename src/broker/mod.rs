@@ -13,6 +13,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod fetch;
+mod fetch_session;
 mod find_coordinator;
 mod incremental_alter_configs;
 mod init_producer_id;
@@ -70,6 +71,7 @@ pub struct Shard {
     cache: Rc<BatchCache>,
     space: Rc<SpaceGuard>,
     producer_ids: RefCell<Range<i64>>,
+    fetch_sessions: fetch_session::FetchSessions,
     mesh_permits: Rc<Semaphore>,
 }
 
@@ -82,8 +84,9 @@ impl Shard {
         space: Rc<SpaceGuard>,
         initial: Arc<ClusterMetadata>,
     ) -> Rc<Self> {
+        let shard_id = mesh.shard_id();
         Rc::new(Shard {
-            id: mesh.shard_id(),
+            id: shard_id,
             count: mesh.shard_count(),
             config,
             mesh,
@@ -96,6 +99,7 @@ impl Shard {
             cache,
             space,
             producer_ids: RefCell::new(0..0),
+            fetch_sessions: fetch_session::FetchSessions::new(shard_id),
             mesh_permits: Rc::new(Semaphore::new(MESH_INFLIGHT_MAX as u64)),
         })
     }
@@ -110,6 +114,10 @@ impl Shard {
 
     pub fn partitions(&self) -> Vec<Rc<Partition>> {
         self.partitions.borrow().values().cloned().collect()
+    }
+
+    pub(crate) fn fetch_sessions(&self) -> &fetch_session::FetchSessions {
+        &self.fetch_sessions
     }
 
     pub fn space(&self) -> &Rc<SpaceGuard> {
