@@ -109,47 +109,41 @@ fn preflight(config: &ServerConfig) -> anyhow::Result<()> {
     })?;
     let _ = std::fs::remove_file(&probe);
     // A listener of a process that just exited can linger while its io_uring is torn down.
-    let mut lingering = listening_on(config.kafka_addr);
+    let mut taken = listening_on(config.kafka_addr);
     for _ in 0..50 {
-        if lingering.is_none() {
+        if !taken {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
-        lingering = listening_on(config.kafka_addr);
+        taken = listening_on(config.kafka_addr);
     }
-    if let Some(listener) = lingering {
+    if taken {
         anyhow::bail!(
-            "port {} is already in use ({listener} listens there): stop it or choose another port with --kafka-addr",
+            "port {} is already in use by another listener: stop it or choose another port with --kafka-addr",
             config.kafka_addr
         );
     }
     Ok(())
 }
 
-/// Whether a socket already listens on `addr` (or on the wildcard address of its port), read from
-/// /proc/net/tcp{,6}. A bind probe cannot tell: sockets of an earlier run in TIME_WAIT make it
-/// fail, while a live SO_REUSEPORT listener of the same user would let it succeed.
-fn listening_on(addr: std::net::SocketAddr) -> Option<String> {
+/// Whether a socket already listens on `addr`'s port, read from /proc/net/tcp{,6}. A bind
+/// probe cannot tell: sockets of an earlier run in TIME_WAIT make it fail, while a live
+/// SO_REUSEPORT listener of the same user would let it succeed.
+fn listening_on(addr: std::net::SocketAddr) -> bool {
     const LISTEN_STATE: &str = "0A";
     let port = format!("{:04X}", addr.port());
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
-                continue;
-            };
-            if *state != LISTEN_STATE {
-                continue;
-            }
-            if local.rsplit_once(':').is_some_and(|(_, p)| p == port) {
-                return Some(format!("{table}: {}", line.trim()));
-            }
-        }
-    }
-    None
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.get(3) == Some(&LISTEN_STATE)
+                    && fields
+                        .get(1)
+                        .and_then(|local| local.rsplit_once(':'))
+                        .is_some_and(|(_, p)| p == port)
+            })
+        })
+    })
 }
 
 fn io_uring_available() -> bool {
