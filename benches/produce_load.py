@@ -43,6 +43,7 @@ import multiprocessing
 import os
 import platform
 import queue
+import re
 import resource
 import shlex
 import shutil
@@ -66,6 +67,7 @@ DEFAULT_PROCS = 2
 WARMUP_MESSAGES = 100  # per process, before the clock starts
 
 BROKER_SMP = 2
+BROKER_SOURCES = ("src", "vendor", "Cargo.toml", "Cargo.lock")  # what the binary is built from
 BROKER_READY_TIMEOUT_S = 30
 BROKER_STOP_TIMEOUT_S = 20
 ADMIN_TIMEOUT_S = 30
@@ -111,10 +113,12 @@ def git_revision():
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=10, check=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
-                               check=True).stdout
-        return rev.strip() + (" (with uncommitted changes)" if dirty.strip() else "")
+        # Only the broker's build inputs count: edits to benches or docs do not change it.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                *BROKER_SOURCES], cwd=REPO_ROOT, capture_output=True, text=True,
+                               timeout=10, check=True).stdout
+        return rev.strip() + (" with uncommitted changes to the broker's sources"
+                              if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -165,8 +169,13 @@ def machine_busy_seconds():
 
 
 def term_when_parent_dies():
-    """In the broker's child process before exec: SIGTERM it if this script dies (even by
-    SIGKILL), so that no broker outlives the benchmark."""
+    """In a child process (the broker before exec, a producer process at its start): SIGTERM
+    it if this script dies, even by SIGKILL, so that nothing outlives the benchmark.
+
+    The kernel sends the signal each time the thread that started the child exits and the child
+    passes to another thread of this process, so a child can get it more than once; ringlog
+    then exits at once with code 1 instead of shutting down cleanly, which is fine for a data
+    directory that is thrown away."""
     import ctypes
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -263,7 +272,9 @@ class Broker:
         return f"broker log ({self.log_path}), last {len(tail)} lines:\n" + "\n".join(tail)
 
     def problem_lines(self):
-        return [line for line in self.log_lines()
+        """Warnings, errors and panics in the broker's log (its colour codes removed)."""
+        plain = (re.sub(r"\x1b\[[0-9;]*m", "", line) for line in self.log_lines())
+        return [line for line in plain
                 if " WARN " in line or " ERROR " in line or "panicked" in line]
 
 
@@ -286,12 +297,16 @@ def producer_config(bootstrap, acks):
     }
 
 
-def producer_process(index, bootstrap, topic, acks, size, count, go, reports, timeout_s):
+def producer_process(parent_pid, index, bootstrap, topic, acks, size, count, go, reports,
+                     timeout_s):
     """Sends `count` messages of `size` bytes after `go` is set; reports timings and errors.
 
     Messages on `reports`: ("ready", index) once warmed up, then ("done", index, result) or
     ("failed", index, text).
     """
+    term_when_parent_dies()
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        return
     try:
         from confluent_kafka import Producer
 
@@ -312,10 +327,10 @@ def producer_process(index, bootstrap, topic, acks, size, count, go, reports, ti
         # Warm-up: connections, metadata, InitProducerId (acks=all) happen outside the clock.
         for _ in range(WARMUP_MESSAGES):
             producer.produce(topic, payload)
-        left = producer.flush(timeout_s)
+        left = producer.flush(ADMIN_TIMEOUT_S)
         if left or failures:
             reports.put(("failed", index, f"warm-up: {left} messages without a report within "
-                                          f"{timeout_s} s, errors: {failures[:5]}"))
+                                          f"{ADMIN_TIMEOUT_S} s, errors: {failures[:5]}"))
             return
         delivered[0] = 0
         reports.put(("ready", index))
@@ -324,6 +339,7 @@ def producer_process(index, bootstrap, topic, acks, size, count, go, reports, ti
             return
 
         produce, poll = producer.produce, producer.poll
+        queue_full = 0
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes
         for i in range(count):
@@ -332,10 +348,11 @@ def producer_process(index, bootstrap, topic, acks, size, count, go, reports, ti
                     produce(topic, payload)
                     break
                 except BufferError:  # local queue full: serve delivery reports, retry
+                    queue_full += 1
                     poll(0.005)
             if i % 1000 == 0:
                 poll(0)
-        left = producer.flush(timeout_s)
+        left = producer.flush(max(1.0, timeout_s - (time.monotonic() - t0)))
         t1 = time.monotonic()
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         reports.put(("done", index, {
@@ -345,6 +362,7 @@ def producer_process(index, bootstrap, topic, acks, size, count, go, reports, ti
             "errors": len(failures),
             "error_samples": [f for f in failures if f is not None],
             "undelivered_at_timeout": left,
+            "queue_full_waits": queue_full,
             "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         }))
     except BaseException as exc:  # report instead of dying silently
@@ -420,8 +438,8 @@ def run_case(ctx, broker, admin, size, partitions, acks, messages, procs_count, 
     reports = ctx.Queue()
     completed = False
     procs = [ctx.Process(target=producer_process, name=f"producer-{i}",
-                         args=(i, broker.bootstrap, topic, acks, size, per_process[i], go,
-                               reports, case_timeout_s))
+                         args=(os.getpid(), i, broker.bootstrap, topic, acks, size,
+                               per_process[i], go, reports, case_timeout_s))
              for i in range(procs_count)]
     try:
         for proc in procs:
@@ -457,7 +475,11 @@ def run_case(ctx, broker, admin, size, partitions, acks, messages, procs_count, 
     broker_cpu = broker_cpu1 - broker_cpu0
     # Everything else that ran on the machine meanwhile (same window as the broker's CPU).
     other_cpu = max(0.0, (busy1 - busy0) - broker_cpu - load_cpu)
-    offsets = end_offsets(admin, topic, partitions)
+    try:
+        offsets = end_offsets(admin, topic, partitions)
+    except Exception as exc:  # KafkaException, timeout: the case cannot be checked
+        result["problems"].append(f"ListOffsets of {topic} failed: {exc}")
+        offsets = None
     expected_end = messages + WARMUP_MESSAGES * procs_count
     result.update({
         "wall_s": wall,
@@ -477,7 +499,8 @@ def run_case(ctx, broker, admin, size, partitions, acks, messages, procs_count, 
                          "start_offset_s": d["first_produce"] - min(
                              x["first_produce"] for x in done.values()),
                          "produce_to_last_report_s": d["last_report"] - d["first_produce"],
-                         "cpu_s": d["cpu_s"]}
+                         "cpu_s": d["cpu_s"],
+                         "queue_full_waits": d["queue_full_waits"]}
                         for i, d in sorted(done.items())],
     })
     if errors:
@@ -488,7 +511,7 @@ def run_case(ctx, broker, admin, size, partitions, acks, messages, procs_count, 
     if delivered != messages:
         result["problems"].append(f"{delivered} successful delivery reports for {messages} "
                                   "messages")
-    if sum(offsets) != expected_end:
+    if offsets is not None and sum(offsets) != expected_end:
         result["problems"].append(f"end offsets {offsets} add up to {sum(offsets)}, expected "
                                   f"{expected_end} ({messages} + {WARMUP_MESSAGES} warm-up "
                                   "per process)")
@@ -544,12 +567,15 @@ def print_table(results):
                      fmt(r.get("broker_cpu_pct"), ".0f"), fmt(r.get("load_cpu_s"), ".1f"),
                      fmt(r.get("load_cpu_pct"), ".0f"), fmt(r.get("other_cpu_pct"), ".0f"),
                      "ok" if r["ok"] else "FAILED"))
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(header)]
     line = " | ".join(h.rjust(w) for h, w in zip(header, widths))
     print(line)
     print("-+-".join("-" * w for w in widths))
     for row in rows:
         print(" | ".join(c.rjust(w) for c, w in zip(row, widths)))
+    print("time: first produce to last delivery report; MB = 10^6 payload bytes; CPU % is of one "
+          "CPU over that time; broker CPU: utime+stime of the whole broker process; load CPU: "
+          "the producer processes; other CPU: everything else busy on the machine meanwhile.")
     for r in results:
         for problem in r["problems"]:
             print(f"FAILED {r['size']} B, {r['partitions']} partitions, acks={r['acks']}: "

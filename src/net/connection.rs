@@ -87,7 +87,9 @@ pub async fn serve<H, F>(
     let (queue, answers) = local_channel::new_bounded::<Task<Outcome>>(limits.inflight_max);
     let writer_task = glommio::spawn_local(write_loop(writer, answers, peer.clone()));
     let mut reader = stream;
-    loop {
+    // Checked before every read: a client that keeps sending would keep the read ready and
+    // the stop branch below unpolled.
+    while !stop.is_raised() {
         let next = futures_lite::future::or(
             async { Some(read_frame(&mut reader, limits.request_size_max_bytes).await) },
             async {
