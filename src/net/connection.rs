@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
-use glommio::Task;
+use glommio::task::JoinHandle;
 
 use super::send::write_chunks;
 use crate::storage::notify::Notify;
@@ -84,7 +84,7 @@ pub async fn serve<H, F>(
     }
     // SAFETY: `writer_fd` is a fresh descriptor of a connected TCP socket, owned from here on.
     let writer = unsafe { TcpStream::from_raw_fd(writer_fd) };
-    let (queue, answers) = local_channel::new_bounded::<Task<Outcome>>(limits.inflight_max);
+    let (queue, answers) = local_channel::new_bounded::<JoinHandle<Outcome>>(limits.inflight_max);
     let writer_task = glommio::spawn_local(write_loop(writer, answers, peer.clone()));
     let mut reader = stream;
     // Checked before every read: a client that keeps sending would keep the read ready and
@@ -110,7 +110,9 @@ pub async fn serve<H, F>(
             }
         };
         let handler = Rc::clone(&handler);
-        let answer = glommio::spawn_local(async move { handler(frame).await });
+        // Detached: a request runs to its end even if the connection goes away meanwhile, so an
+        // append is never cut off halfway by a client hanging up.
+        let answer = glommio::spawn_local(async move { handler(frame).await }).detach();
         if queue.send(answer).await.is_err() {
             break; // The writer stopped: the connection is closing.
         }
@@ -147,11 +149,14 @@ async fn read_frame(
 
 async fn write_loop(
     mut writer: TcpStream,
-    answers: local_channel::LocalReceiver<Task<Outcome>>,
+    answers: local_channel::LocalReceiver<JoinHandle<Outcome>>,
     peer: String,
 ) {
     while let Some(answer) = answers.recv().await {
-        match answer.await {
+        match answer
+            .await
+            .unwrap_or(Outcome::Close("request handler failed".into()))
+        {
             Outcome::Respond(chunks) => {
                 if let Err(error) = write_chunks(&mut writer, &chunks).await {
                     tracing::debug!(%peer, %error, "write failed, closing connection");

@@ -65,6 +65,26 @@ struct InflightWrite {
     done: bool,
 }
 
+/// Ends an append. An append dropped halfway (its task cancelled) leaves part of the bytes in
+/// the buffer: the file is then marked failed, so the log refuses writes until it is reopened
+/// and recovered, instead of going on from an inconsistent end.
+struct AppendGuard<'a> {
+    appender: &'a Appender,
+    finished: bool,
+}
+
+impl Drop for AppendGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.appender.state.borrow_mut();
+        state.appending = false;
+        if !self.finished {
+            state
+                .failure
+                .get_or_insert_with(|| "an append was cancelled halfway".to_string());
+        }
+    }
+}
+
 impl Appender {
     /// Resumes appending at `end_position`; the bytes before it are already on disk.
     pub async fn open(
@@ -150,8 +170,12 @@ impl Appender {
             assert!(!state.appending, "appends to one file must not overlap");
             state.appending = true;
         }
+        let mut guard = AppendGuard {
+            appender: self,
+            finished: false,
+        };
         let result = self.append_inner(data).await;
-        self.state.borrow_mut().appending = false;
+        guard.finished = true;
         result
     }
 
