@@ -12,7 +12,9 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::fetch_session::{SessionError, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID};
+use super::fetch_session::{
+    FetchSessions, SessionError, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
+};
 use super::messages::{ReadAt, ShardRequest};
 use super::{respond, respond_with, Shard};
 use crate::net::connection::Outcome;
@@ -34,6 +36,14 @@ enum SessionPlan {
     New(i32),
     /// An incremental fetch in this session: only partitions with news are answered.
     Incremental(i32),
+}
+
+/// A full fetch that opens a session, or goes without one when the session is too large.
+fn start_session(sessions: &FetchSessions, reads: &[(TopicPartition, ReadAt)]) -> SessionPlan {
+    match sessions.create(reads) {
+        INVALID_SESSION_ID => SessionPlan::None,
+        id => SessionPlan::New(id),
+    }
 }
 
 pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result<Outcome> {
@@ -60,15 +70,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
     let sessions = shard.fetch_sessions();
     let (reads, plan) = match (body.session_id, body.session_epoch) {
         (INVALID_SESSION_ID, epoch) if epoch == INITIAL_EPOCH && version >= 7 => {
-            let id = sessions.create(&asked);
-            (
-                asked,
-                if id == INVALID_SESSION_ID {
-                    SessionPlan::None
-                } else {
-                    SessionPlan::New(id)
-                },
-            )
+            let plan = start_session(sessions, &asked);
+            (asked, plan)
         }
         (INVALID_SESSION_ID, _) => (asked, SessionPlan::None),
         (id, FINAL_EPOCH) => {
@@ -77,15 +80,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
         }
         (id, INITIAL_EPOCH) => {
             sessions.close(id);
-            let id = sessions.create(&asked);
-            (
-                asked,
-                if id == INVALID_SESSION_ID {
-                    SessionPlan::None
-                } else {
-                    SessionPlan::New(id)
-                },
-            )
+            let plan = start_session(sessions, &asked);
+            (asked, plan)
         }
         (id, epoch) => {
             let forgotten: Vec<TopicPartition> = body
