@@ -7,7 +7,7 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::config_resource::{alter, alterable_topic};
+use super::config_resource::{alter, alterable_topic, non_null_configs};
 use super::messages::ControllerOp;
 use super::{respond, Shard};
 use crate::net::connection::Outcome;
@@ -20,16 +20,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
         let (error_code, error_message) =
             match alterable_topic(resource.resource_type, &resource.resource_name) {
                 Ok(name) => {
-                    // Kafka drops null values: the config is not set, so it takes its default.
-                    let all_configs = resource
-                        .configs
-                        .iter()
-                        .filter_map(|c| {
-                            c.value
-                                .as_ref()
-                                .map(|v| (c.name.to_string(), v.to_string()))
-                        })
-                        .collect();
+                    let all_configs =
+                        non_null_configs(resource.configs.iter().map(|c| (&c.name, &c.value)));
                     let op = ControllerOp::ReplaceConfigs {
                         name,
                         all_configs,

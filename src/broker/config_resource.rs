@@ -4,6 +4,8 @@
 
 use std::rc::Rc;
 
+use kafka_protocol::protocol::StrBytes;
+
 use super::messages::ControllerOp;
 use super::Shard;
 use crate::protocol::codes;
@@ -17,6 +19,16 @@ pub const RESOURCE_BROKER: i8 = 4;
 pub type Refusal = (i16, String);
 
 /// The topic an alter request may change, or why the resource cannot be changed.
+/// The (name, value) pairs of a request's configs; null values are dropped, as Kafka does (the
+/// config is not set, so it takes its default).
+pub fn non_null_configs<'a>(
+    configs: impl Iterator<Item = (&'a StrBytes, &'a Option<StrBytes>)>,
+) -> Vec<(String, String)> {
+    configs
+        .filter_map(|(name, value)| value.as_ref().map(|v| (name.to_string(), v.to_string())))
+        .collect()
+}
+
 pub fn alterable_topic(resource_type: i8, resource_name: &str) -> Result<String, Refusal> {
     match resource_type {
         RESOURCE_TOPIC => Ok(resource_name.to_string()),

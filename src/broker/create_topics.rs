@@ -9,6 +9,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::config_resource::non_null_configs;
 use super::messages::{ControllerOp, ControllerReply};
 use super::{respond, Shard};
 use crate::net::connection::Outcome;
@@ -23,15 +24,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
         result.name = topic.name.clone();
         result.num_partitions = -1;
         result.replication_factor = -1;
-        let configs: Vec<(String, String)> = topic
-            .configs
-            .iter()
-            .filter_map(|c| {
-                c.value
-                    .as_ref()
-                    .map(|v| (c.name.to_string(), v.to_string()))
-            })
-            .collect();
+        let configs = non_null_configs(topic.configs.iter().map(|c| (&c.name, &c.value)));
         let partition_count = if topic.assignments.is_empty() {
             topic.num_partitions
         } else {

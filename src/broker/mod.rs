@@ -120,10 +120,6 @@ impl Shard {
         &self.fetch_sessions
     }
 
-    pub fn space(&self) -> &Rc<SpaceGuard> {
-        &self.space
-    }
-
     /// Waits until this shard has applied its first metadata snapshot.
     pub async fn wait_ready(&self) {
         self.metadata_changed

@@ -15,7 +15,6 @@ pub const MAGIC_V2: i8 = 2;
 
 /// Attribute bits (Kafka `RecordBatch`).
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
-const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug)]
@@ -74,10 +73,6 @@ impl BatchHeader {
 
     pub fn compression_codec(&self) -> i16 {
         self.attributes.get() & ATTR_COMPRESSION_MASK
-    }
-
-    pub fn is_transactional(&self) -> bool {
-        self.attributes.get() & ATTR_TRANSACTIONAL != 0
     }
 
     pub fn is_control(&self) -> bool {

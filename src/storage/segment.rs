@@ -129,10 +129,6 @@ impl Segment {
         self.state.borrow().size_bytes == 0
     }
 
-    pub fn index_entry_count(&self) -> usize {
-        self.index.borrow().offsets().len()
-    }
-
     fn appender(&self) -> Result<Rc<Appender>> {
         self.appender.borrow().clone().ok_or_else(|| {
             StorageError::LogFailed(format!("segment {} is sealed", self.base_offset))
