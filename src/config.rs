@@ -60,6 +60,8 @@ struct FileConfig {
     disk_free_threshold_bytes: Option<u64>,
     ballast_bytes: Option<u64>,
     retention_check_interval_ms: Option<u64>,
+    /// Consumer-group coordinator settings (`[group]` table).
+    group: Option<crate::group::GroupConfig>,
     /// Broker-wide defaults for topic configs, by Kafka name (`retention.ms = 86400000`).
     #[serde(default)]
     topic_defaults: std::collections::BTreeMap<String, toml::Value>,
@@ -89,6 +91,7 @@ pub struct ServerConfig {
     pub log_defaults: LogConfig,
     /// Requests in flight per connection before its reader waits.
     pub connection_inflight_max: usize,
+    pub group: crate::group::GroupConfig,
 }
 
 pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
@@ -158,6 +161,10 @@ impl ServerConfig {
                 .map_err(|e| anyhow::anyhow!("topic_defaults: {e}"))?;
             anyhow::ensure!(known, "topic_defaults: unknown topic config '{name}'");
         }
+        let group = file.group.unwrap_or_default();
+        group
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[group]: {e}"))?;
         let num_partitions = file.num_partitions.unwrap_or(1);
         anyhow::ensure!(num_partitions >= 1, "num_partitions must be at least 1");
         Ok(ServerConfig {
@@ -188,6 +195,7 @@ impl ServerConfig {
             retention_check_interval_ms: file.retention_check_interval_ms.unwrap_or(300_000),
             log_defaults,
             connection_inflight_max: 32,
+            group,
         })
     }
 }

@@ -2,6 +2,7 @@ pub mod broker;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod group;
 pub mod net;
 pub mod partition;
 pub mod protocol;

@@ -207,6 +207,7 @@ async fn run_shard(
         Arc::clone(&initial),
     );
     shard.serve_mesh(receivers);
+    shard.start_group_timers();
     if id == 0 {
         shard.broadcast_metadata(initial).await;
     }
@@ -232,7 +233,7 @@ async fn run_shard(
     let drained = Rc::new(Notify::default());
     let handler = {
         let shard = Rc::clone(&shard);
-        Rc::new(move |frame| Rc::clone(&shard).handle_frame(frame))
+        Rc::new(move |frame, client_host| Rc::clone(&shard).handle_frame(frame, client_host))
     };
     loop {
         let accepted =

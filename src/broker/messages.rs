@@ -49,6 +49,13 @@ pub enum ShardRequest {
         snapshot: Arc<ClusterMetadata>,
         reply: oneshot::Sender<()>,
     },
+    /// A consumer-group operation for the coordinator of offsets partition
+    /// `offsets_partition`, which the receiving shard owns.
+    Group {
+        offsets_partition: i32,
+        op: crate::group::ops::GroupOp,
+        reply: oneshot::Sender<crate::group::ops::GroupReply>,
+    },
     /// A metadata change, for shard 0 (the controller).
     Controller {
         op: ControllerOp,

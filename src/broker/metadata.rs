@@ -110,12 +110,26 @@ async fn lookup(
 /// Creates a topic with the broker defaults; a concurrent creation of the same topic counts as
 /// success.
 pub async fn create(shard: &Rc<Shard>, name: &str) -> Result<Arc<TopicMetadata>, i16> {
+    if name == crate::group::OFFSETS_TOPIC {
+        return shard.offsets_topic().await;
+    }
+    create_with(shard, name, shard.config.num_partitions, Vec::new()).await
+}
+
+/// Creates a topic with `partition_count` partitions and these config overrides; a concurrent
+/// creation of the same topic counts as success.
+pub async fn create_with(
+    shard: &Rc<Shard>,
+    name: &str,
+    partition_count: i32,
+    configs: Vec<(String, String)>,
+) -> Result<Arc<TopicMetadata>, i16> {
     let reply = shard
         .controller(ControllerOp::CreateTopic {
             name: name.to_string(),
-            partition_count: shard.config.num_partitions,
+            partition_count,
             replication_factor: -1,
-            configs: Vec::new(),
+            configs,
             validate_only: false,
         })
         .await;

@@ -15,6 +15,10 @@ mod describe_configs;
 mod fetch;
 mod fetch_session;
 mod find_coordinator;
+mod group_admin;
+mod group_membership;
+mod group_offsets;
+mod group_route;
 mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
@@ -38,6 +42,7 @@ use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
 use crate::cluster::{ClusterMetadata, MetadataError, MetadataStore, TopicMetadata};
 use crate::config::ServerConfig;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::net::connection::Outcome;
 use crate::partition::{Partition, TopicPartition};
 use crate::protocol::{codes, encode_response, versions, ChunkedBuf, RequestFrame};
@@ -52,6 +57,9 @@ use messages::{ControllerError, ControllerOp, ControllerReply, ShardRequest};
 const MESH_INFLIGHT_MAX: usize = 4096;
 /// Producer ids a shard takes from the controller at a time.
 const PRODUCER_ID_BLOCK: u64 = 1000;
+/// How often group timers are checked; session timeouts are 6 s or more, so 100 ms is precise
+/// enough and cheap.
+const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a shard waits for another to answer a metadata change or a controller call.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -73,6 +81,8 @@ pub struct Shard {
     producer_ids: RefCell<Range<i64>>,
     fetch_sessions: fetch_session::FetchSessions,
     mesh_permits: Rc<Semaphore>,
+    /// The consumer groups whose offsets partitions this shard owns.
+    groups: Rc<GroupCoordinator>,
 }
 
 impl Shard {
@@ -85,6 +95,7 @@ impl Shard {
         initial: Arc<ClusterMetadata>,
     ) -> Rc<Self> {
         let shard_id = mesh.shard_id();
+        let groups = GroupCoordinator::new(config.group.clone());
         Rc::new(Shard {
             id: shard_id,
             count: mesh.shard_count(),
@@ -101,6 +112,7 @@ impl Shard {
             producer_ids: RefCell::new(0..0),
             fetch_sessions: fetch_session::FetchSessions::new(shard_id),
             mesh_permits: Rc::new(Semaphore::new(MESH_INFLIGHT_MAX as u64)),
+            groups,
         })
     }
 
@@ -205,6 +217,13 @@ impl Shard {
                 self.apply_metadata(snapshot).await;
                 let _ = reply.send(());
             }
+            ShardRequest::Group {
+                offsets_partition,
+                op,
+                reply,
+            } => {
+                let _ = reply.send(self.groups.handle(offsets_partition, op).await);
+            }
             ShardRequest::Controller { op, reply } => {
                 let _ = reply.send(self.run_controller_op(op).await);
             }
@@ -251,7 +270,12 @@ impl Shard {
                             tracing::info!(partition = %id.dir_name(), truncated_bytes = report.recovery.truncated_bytes, "recovered partition");
                         }
                         let partition = Partition::open(id.clone(), log, Default::default()).await;
-                        self.partitions.borrow_mut().insert(id, partition);
+                        self.partitions
+                            .borrow_mut()
+                            .insert(id.clone(), Rc::clone(&partition));
+                        if id.topic == OFFSETS_TOPIC {
+                            self.groups.load(id.partition, partition).await;
+                        }
                     }
                     Err(error) => {
                         tracing::error!(partition = %id.dir_name(), %error, "cannot open partition; it stays offline");
@@ -268,6 +292,9 @@ impl Shard {
             .collect();
         for id in gone {
             let partition = self.partitions.borrow_mut().remove(&id);
+            if id.topic == OFFSETS_TOPIC {
+                self.groups.unload(id.partition);
+            }
             if let Some(partition) = partition {
                 let _ = partition.close().await;
                 if !snapshot.topics.contains_key(&id.topic) {
@@ -278,9 +305,49 @@ impl Shard {
                 }
             }
         }
+        let topic_deleted = self
+            .metadata
+            .borrow()
+            .topics
+            .keys()
+            .any(|name| !snapshot.topics.contains_key(name));
         *self.metadata.borrow_mut() = snapshot;
         self.metadata_ready.set(true);
         self.metadata_changed.notify_all();
+        if topic_deleted {
+            // Kafka drops the committed offsets of a deleted topic at once.
+            self.expire_group_offsets();
+        }
+    }
+
+    fn expire_group_offsets(&self) {
+        let metadata = self.metadata();
+        self.groups
+            .expire_offsets(|topic| metadata.topics.contains_key(topic));
+    }
+
+    /// The coordinator's timers (session expiry, join and sync deadlines) every
+    /// `GROUP_POLL_INTERVAL`, and offset expiry every `offsets.retention.check.interval.ms`.
+    pub fn start_group_timers(self: &Rc<Self>) {
+        let shard = Rc::downgrade(self);
+        let expiry_interval =
+            Duration::from_millis(self.config.group.offsets_retention_check_interval_ms);
+        glommio::spawn_local(async move {
+            let mut since_expiry = Duration::ZERO;
+            loop {
+                glommio::timer::sleep(GROUP_POLL_INTERVAL).await;
+                let Some(shard) = shard.upgrade() else {
+                    break;
+                };
+                shard.groups.poll();
+                since_expiry += GROUP_POLL_INTERVAL;
+                if since_expiry >= expiry_interval {
+                    since_expiry = Duration::ZERO;
+                    shard.expire_group_offsets();
+                }
+            }
+        })
+        .detach();
     }
 
     /// Sends `snapshot` to every shard (this one included) and waits until all applied it.
@@ -500,7 +567,7 @@ impl Shard {
     }
 
     /// Handles one request frame from a client connection.
-    pub async fn handle_frame(self: Rc<Self>, frame: Bytes) -> Outcome {
+    pub async fn handle_frame(self: Rc<Self>, frame: Bytes, client_host: Rc<str>) -> Outcome {
         let Some((api_key, api_version, correlation_id)) = crate::protocol::frame::peek_ids(&frame)
         else {
             return Outcome::Close(format!(
@@ -518,14 +585,24 @@ impl Shard {
                 "unsupported API key {api_key} version {api_version}"
             ));
         }
-        let request = match RequestFrame::parse(frame) {
+        let request = match RequestFrame::parse(frame, client_host) {
             Ok(request) => request,
             Err(error) => return Outcome::Close(error.to_string()),
         };
         let result = match request.api_key {
             ApiKey::ApiVersions => api_versions::handle(&request),
             ApiKey::Metadata => metadata::handle(&self, &request).await,
-            ApiKey::FindCoordinator => find_coordinator::handle(&self, &request),
+            ApiKey::FindCoordinator => find_coordinator::handle(&self, &request).await,
+            ApiKey::JoinGroup => group_membership::join(&self, &request).await,
+            ApiKey::SyncGroup => group_membership::sync(&self, &request).await,
+            ApiKey::Heartbeat => group_membership::heartbeat(&self, &request).await,
+            ApiKey::LeaveGroup => group_membership::leave(&self, &request).await,
+            ApiKey::OffsetCommit => group_offsets::commit(&self, &request).await,
+            ApiKey::OffsetFetch => group_offsets::fetch(&self, &request).await,
+            ApiKey::OffsetDelete => group_offsets::delete(&self, &request).await,
+            ApiKey::ListGroups => group_admin::list(&self, &request).await,
+            ApiKey::DescribeGroups => group_admin::describe(&self, &request).await,
+            ApiKey::DeleteGroups => group_admin::delete(&self, &request).await,
             ApiKey::Produce => produce::handle(&self, &request).await,
             ApiKey::Fetch => fetch::handle(&self, &request).await,
             ApiKey::ListOffsets => list_offsets::handle(&self, &request).await,

@@ -48,6 +48,13 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
             if let Some((code, message)) = refusal {
                 return ProduceOutcome::error(code, message);
             }
+            if crate::cluster::is_internal_topic(&id.topic) {
+                // Only the coordinator writes its records there; Kafka refuses clients alike.
+                return ProduceOutcome::error(
+                    codes::INVALID_TOPIC_EXCEPTION,
+                    "internal topics are written by the broker only",
+                );
+            }
             match records {
                 Some(records) if !records.is_empty() => {
                     shard.produce(&id, records, acks, timeout).await

@@ -509,6 +509,10 @@ fn refused_before_writing(error: &StorageError) -> bool {
 
 /// Compaction is not implemented; such a topic keeps all its data (see `TopicConfigs`).
 fn warn_if_compacted(topic: &TopicMetadata) {
+    if naming::is_internal_topic(&topic.name) {
+        // The broker bounds its own internal topics.
+        return;
+    }
     let policy = topic.configs.get(config_defs::CLEANUP_POLICY);
     if policy.is_some_and(|p| config_defs::split_list(p).any(|e| e == "compact")) {
         tracing::warn!(

@@ -68,12 +68,16 @@ pub async fn serve<H, F>(
     handler: Rc<H>,
     stop: Rc<StopSignal>,
 ) where
-    H: Fn(Bytes) -> F + 'static,
+    H: Fn(Bytes, Rc<str>) -> F + 'static,
     F: Future<Output = Outcome> + 'static,
 {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
+    // The client's address as Kafka shows it in group descriptions.
+    let client_host: Rc<str> = stream
+        .peer_addr()
+        .map_or_else(|_| "unknown".into(), |a| a.ip().to_string().into());
     let _ = stream.set_nodelay(true);
     // A second descriptor for the writer, so reading and writing proceed independently.
     // SAFETY: dup of an open socket; the new descriptor is owned by the new stream.
@@ -110,9 +114,11 @@ pub async fn serve<H, F>(
             }
         };
         let handler = Rc::clone(&handler);
+        let client_host = Rc::clone(&client_host);
         // Detached: a request runs to its end even if the connection goes away meanwhile, so an
         // append is never cut off halfway by a client hanging up.
-        let answer = glommio::spawn_local(async move { handler(frame).await }).detach();
+        let answer =
+            glommio::spawn_local(async move { handler(frame, client_host).await }).detach();
         if queue.send(answer).await.is_err() {
             break; // The writer stopped: the connection is closing.
         }

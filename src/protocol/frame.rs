@@ -25,6 +25,8 @@ pub struct RequestFrame {
     pub header: RequestHeader,
     pub api_key: ApiKey,
     pub body: Bytes,
+    /// The client's IP address, for group membership descriptions.
+    pub client_host: std::rc::Rc<str>,
 }
 
 /// The fixed start of every header: key, version, correlation id. Readable even when the rest
@@ -38,7 +40,7 @@ pub fn peek_ids(frame: &[u8]) -> Option<(i16, i16, i32)> {
 }
 
 impl RequestFrame {
-    pub fn parse(frame: Bytes) -> Result<Self, FrameError> {
+    pub fn parse(frame: Bytes, client_host: std::rc::Rc<str>) -> Result<Self, FrameError> {
         let (api_key_code, api_version, _) = peek_ids(&frame).ok_or(FrameError::TooShort {
             size_bytes: frame.len(),
         })?;
@@ -55,6 +57,7 @@ impl RequestFrame {
             header,
             api_key,
             body,
+            client_host,
         })
     }
 
