@@ -8,8 +8,13 @@ pub struct GroupConfig {
     /// `offsets.topic.num.partitions`. Kafka's default is 50; 16 (Redpanda's choice) keeps a
     /// single node's start-up and disk use small while still spreading groups over shards.
     pub offsets_topic_num_partitions: i32,
-    /// `offsets.topic.segment.bytes`.
+    /// `offsets.topic.segment.bytes`. Smaller than Kafka's 100 MiB: the log is bounded by
+    /// rewriting its live state and dropping whole segments before it (see
+    /// `offsets_log_rewrite_min_bytes`), which frees nothing until a segment is sealed.
     pub offsets_topic_segment_bytes: u64,
+    /// An offsets partition's live state is rewritten at its end, and the log before it
+    /// dropped, once the log exceeds this and twice its size after the last rewrite.
+    pub offsets_log_rewrite_min_bytes: u64,
     /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members
     /// before its first rebalance completes.
     pub group_initial_rebalance_delay_ms: i64,
@@ -35,7 +40,8 @@ impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
             offsets_topic_num_partitions: 16,
-            offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_topic_segment_bytes: 16 * 1024 * 1024,
+            offsets_log_rewrite_min_bytes: 64 * 1024 * 1024,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,

@@ -4,10 +4,12 @@
 //! start-up the partition is read back to rebuild every group. Never holds a borrow of its
 //! maps across an await: each step borrows, changes, lets go, then waits.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use glommio::sync::{Semaphore, StaticPermit};
 
 use super::config::GroupConfig;
 use super::ops::{
@@ -30,10 +32,27 @@ const RECORDS_PER_BATCH_MAX: usize = 5_000;
 /// timeout) normally answers it first.
 const SYNC_WAIT_MAX: Duration = Duration::from_secs(30 * 60);
 
+/// Writers of an offsets log each hold one permit; a rewrite takes them all.
+const WRITER_PERMITS: u64 = 1 << 20;
+
+/// One offsets partition this shard owns. Kafka compacts `__consumer_offsets`; ringlog
+/// instead rewrites a partition's live state (each group's metadata and offsets) at the log's
+/// end once the log has grown well past it, then moves the log start to the rewrite, so the
+/// log stays a small multiple of what it holds and loading stays fast.
+struct OffsetsLog {
+    partition: Rc<Partition>,
+    /// A commit holds a permit from its append until its offsets are in the map, so a rewrite
+    /// (which copies the map) never drops an appended commit it has not seen.
+    writers: Rc<Semaphore>,
+    /// The log's size right after the last rewrite: about the live state's size.
+    live_bytes: Cell<u64>,
+    rewriting: Cell<bool>,
+}
+
 pub struct GroupCoordinator {
     config: GroupConfig,
     /// The offsets partitions this shard owns, by index.
-    partitions: RefCell<HashMap<i32, Rc<Partition>>>,
+    partitions: RefCell<HashMap<i32, Rc<OffsetsLog>>>,
     groups: RefCell<HashMap<String, Group>>,
     clock_origin: Instant,
 }
@@ -165,7 +184,16 @@ impl GroupCoordinator {
                 groups.insert(group.id.clone(), group);
             }
         }
-        self.partitions.borrow_mut().insert(index, partition);
+        let live_bytes = partition.log.size_bytes();
+        self.partitions.borrow_mut().insert(
+            index,
+            Rc::new(OffsetsLog {
+                partition,
+                writers: Rc::new(Semaphore::new(WRITER_PERMITS)),
+                live_bytes: Cell::new(live_bytes),
+                rewriting: Cell::new(false),
+            }),
+        );
         if record_count > 0 {
             tracing::info!(
                 partition = index,
@@ -400,6 +428,9 @@ impl GroupCoordinator {
         if entries.is_empty() {
             return answers;
         }
+        let Some(_permit) = self.writer_permit(offsets_partition).await else {
+            return vec![codes::NOT_COORDINATOR; count];
+        };
         match self.append(offsets_partition, &entries).await {
             Ok(base_offset) => {
                 if let Some(group) = self.groups.borrow_mut().get_mut(&request.group_id) {
@@ -513,6 +544,13 @@ impl GroupCoordinator {
     /// before its tombstones are written so no member can join it meanwhile; a failed write
     /// puts it back.
     async fn delete(self: &Rc<Self>, group_id: &str) -> i16 {
+        let index = match self.groups.borrow().get(group_id) {
+            Some(group) => group.offsets_partition,
+            None => return codes::GROUP_ID_NOT_FOUND,
+        };
+        let Some(_permit) = self.writer_permit(index).await else {
+            return codes::NOT_COORDINATOR;
+        };
         let group = {
             let mut groups = self.groups.borrow_mut();
             match groups.get(group_id).map(Group::state) {
@@ -554,7 +592,14 @@ impl GroupCoordinator {
         partitions: Vec<TopicPartition>,
     ) -> (i16, Vec<i16>) {
         let mut answers = vec![codes::NONE; partitions.len()];
-        let (index, removed) = {
+        let index = match self.groups.borrow().get(group_id) {
+            Some(group) => group.offsets_partition,
+            None => return (codes::GROUP_ID_NOT_FOUND, Vec::new()),
+        };
+        let Some(_permit) = self.writer_permit(index).await else {
+            return (codes::NOT_COORDINATOR, Vec::new());
+        };
+        let removed = {
             let mut groups = self.groups.borrow_mut();
             let Some(group) = groups
                 .get_mut(group_id)
@@ -575,7 +620,7 @@ impl GroupCoordinator {
                     removed.push((partition.clone(), committed));
                 }
             }
-            (group.offsets_partition, removed)
+            removed
         };
         if removed.is_empty() {
             return (codes::NONE, answers);
@@ -614,6 +659,95 @@ impl GroupCoordinator {
         for (index, record) in changed {
             self.spawn_append(index, vec![record]);
         }
+        let floor_bytes = self.config.offsets_log_rewrite_min_bytes;
+        let due: Vec<i32> = self
+            .partitions
+            .borrow()
+            .iter()
+            .filter(|(_, log)| {
+                !log.rewriting.get()
+                    && log.partition.log.size_bytes()
+                        > floor_bytes.max(log.live_bytes.get().saturating_mul(2))
+            })
+            .map(|(index, _)| *index)
+            .collect();
+        for index in due {
+            let coordinator = Rc::clone(self);
+            glommio::spawn_local(async move { coordinator.rewrite(index).await }).detach();
+        }
+    }
+
+    /// A writer's permit on offsets partition `index`; `None` once it is gone from here.
+    async fn writer_permit(&self, index: i32) -> Option<StaticPermit> {
+        let writers = self
+            .partitions
+            .borrow()
+            .get(&index)
+            .map(|log| Rc::clone(&log.writers))?;
+        writers.acquire_static_permit(1).await.ok()
+    }
+
+    /// Writes the live state of offsets partition `index` again at its end and drops
+    /// everything before that copy.
+    pub async fn rewrite(self: &Rc<Self>, index: i32) {
+        let Some(log) = self.partitions.borrow().get(&index).cloned() else {
+            return;
+        };
+        log.rewriting.set(true);
+        let size_before = log.partition.log.size_bytes();
+        let result = async {
+            let _all = log
+                .writers
+                .acquire_permit(WRITER_PERMITS)
+                .await
+                .map_err(|_| codes::NOT_COORDINATOR)?;
+            let live = self.live_records(index);
+            let mut first_offset = None;
+            for chunk in live.chunks(RECORDS_PER_BATCH_MAX) {
+                let base_offset = self.append(index, chunk).await?;
+                first_offset.get_or_insert(base_offset);
+            }
+            Ok::<i64, i16>(first_offset.unwrap_or_else(|| log.partition.log.high_watermark()))
+        }
+        .await;
+        match result {
+            Ok(first_offset) => match log.partition.log.delete_records(first_offset).await {
+                Ok(_) => {
+                    let size_after = log.partition.log.size_bytes();
+                    log.live_bytes.set(size_after);
+                    tracing::info!(
+                        partition = index,
+                        size_before,
+                        size_after,
+                        "rewrote the offsets log's live state"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(partition = index, %error, "cannot drop the offsets log before its rewrite")
+                }
+            },
+            Err(code) => tracing::warn!(partition = index, code, "offsets log rewrite failed"),
+        }
+        log.rewriting.set(false);
+    }
+
+    /// Every record needed to rebuild the groups of offsets partition `index`.
+    fn live_records(&self, index: i32) -> Vec<GroupRecord> {
+        let groups = self.groups.borrow();
+        let mut live = Vec::new();
+        for group in groups.values().filter(|g| g.offsets_partition == index) {
+            if group.protocol_type().is_some() {
+                live.push(stored_record(group));
+            }
+            for (partition, committed) in &group.offsets {
+                live.push(GroupRecord::Offset {
+                    group_id: group.id.clone(),
+                    partition: partition.clone(),
+                    value: Some(committed.value.clone()),
+                });
+            }
+        }
+        live
     }
 
     /// `offsets.retention.minutes`: offsets of an empty consumer group expire that long after
@@ -724,7 +858,7 @@ impl GroupCoordinator {
             .partitions
             .borrow()
             .get(&index)
-            .cloned()
+            .map(|log| Rc::clone(&log.partition))
             .ok_or(codes::NOT_COORDINATOR)?;
         let batch = records::build_record_batch(entries, crate::storage::now_ms());
         let outcome = partition.produce(batch, -1, APPEND_TIMEOUT).await;

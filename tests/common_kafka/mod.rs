@@ -29,21 +29,43 @@ pub struct Broker {
     root: tempfile::TempDir,
     pub kafka_addr: SocketAddr,
     admin_addr: SocketAddr,
+    /// A TOML file passed with `--config`, when the test wants settings of its own.
+    config_file: Option<PathBuf>,
 }
 
 impl Broker {
     /// Starts a broker with two shards and waits until it answers ApiVersions.
     pub fn start() -> Broker {
+        Broker::start_with_config("")
+    }
+
+    /// Starts a broker with `config_toml` as its configuration file (empty: none).
+    pub fn start_with_config(config_toml: &str) -> Broker {
         let root = tempfile::tempdir().expect("temporary directory");
         let [kafka_port, admin_port] = free_ports();
+        let config_file = (!config_toml.is_empty()).then(|| {
+            let path = root.path().join("ringlog.toml");
+            std::fs::write(&path, config_toml).expect("write config");
+            path
+        });
         let mut broker = Broker {
             child: None,
             root,
             kafka_addr: format!("127.0.0.1:{kafka_port}").parse().unwrap(),
             admin_addr: format!("127.0.0.1:{admin_port}").parse().unwrap(),
+            config_file,
         };
         broker.spawn();
         broker
+    }
+
+    /// SIGKILL (no chance to flush), then a start on the same ports and data.
+    pub fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
     }
 
     /// Stops the broker cleanly (SIGTERM must end it with exit code 0), then starts it again
@@ -64,8 +86,13 @@ impl Broker {
             .append(true)
             .open(self.root.path().join("broker.log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ringlog"))
-            .arg("serve")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringlog"));
+        if let Some(config_file) = &self.config_file {
+            command.arg("serve").arg("--config").arg(config_file);
+        } else {
+            command.arg("serve");
+        }
+        let child = command
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--kafka-addr", &self.kafka_addr.to_string()])
