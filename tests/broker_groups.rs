@@ -411,7 +411,7 @@ fn the_offsets_log_is_rewritten_and_stays_bounded() {
             .collect()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while starts(&mut client).iter().any(|start| *start == 0) {
+    while starts(&mut client).contains(&0) {
         assert!(
             std::time::Instant::now() < deadline,
             "no offsets partition was rewritten: {:?}\n{}",
