@@ -266,6 +266,9 @@ async fn run_shard(
         .detach();
     }
     listener.close();
+    // Members blocked in JoinGroup or SyncGroup would hold the drain for their rebalance
+    // timeout: answer them now, so their clients look for the coordinator again.
+    shard.close_groups();
     // Connections stop reading at the stop signal; what is in flight finishes and is answered.
     let _ = glommio::timer::timeout(DRAIN_TIMEOUT, async {
         drained.wait_for(|| (live.get() == 0).then_some(())).await;

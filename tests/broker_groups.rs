@@ -36,6 +36,7 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_REQUEST: i16 = 42;
 const NON_EMPTY_GROUP: i16 = 68;
 const MEMBER_ID_REQUIRED: i16 = 79;
+const NOT_COORDINATOR: i16 = 16;
 
 /// Settings that keep the tests quick: no initial delay, short sessions allowed.
 const FAST_GROUPS: &str =
@@ -440,4 +441,52 @@ fn the_offsets_log_is_rewritten_and_stays_bounded() {
             "{group}"
         );
     }
+}
+
+#[test]
+fn stopping_the_broker_answers_members_waiting_in_a_join() {
+    let mut broker = Broker::start_with_config(FAST_GROUPS);
+    let mut client = broker.client();
+    let first = join(&mut client, "waiting", "", Bytes::from_static(b"sub"));
+    let member_id = first.member_id.to_string();
+    let joined = join(
+        &mut client,
+        "waiting",
+        &member_id,
+        Bytes::from_static(b"sub"),
+    );
+    assert_eq!(
+        sync(&mut client, "waiting", &member_id, joined.generation_id).0,
+        NONE
+    );
+
+    // A second member joins with a long rebalance timeout; the first never rejoins, so the
+    // join barrier would hold it for a minute.
+    let addr = broker.kafka_addr;
+    let second = std::thread::spawn(move || {
+        let mut client = Client::connect(addr);
+        let mut protocol = JoinGroupRequestProtocol::default();
+        protocol.name = s("range");
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(s("waiting")))
+            .with_session_timeout_ms(60_000)
+            .with_rebalance_timeout_ms(60_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![protocol]);
+        let first = client.send(5, &request);
+        let request = request.with_member_id(first.member_id);
+        client.send(5, &request).error_code
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while heartbeat(&mut client, "waiting", &member_id, joined.generation_id)
+        != REBALANCE_IN_PROGRESS
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rebalance announced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    broker.restart();
+    assert_eq!(second.join().expect("answered"), NOT_COORDINATOR);
 }

@@ -320,6 +320,10 @@ impl Shard {
         }
     }
 
+    pub fn close_groups(&self) {
+        self.groups.close();
+    }
+
     fn expire_group_offsets(&self) {
         let metadata = self.metadata();
         self.groups

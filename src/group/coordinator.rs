@@ -218,6 +218,14 @@ impl GroupCoordinator {
         });
     }
 
+    /// The broker is stopping: every member waiting in a join or sync is answered, and no
+    /// group accepts more work. What is stored stays as it is for the next start.
+    pub fn close(&self) {
+        for group in self.groups.borrow_mut().values_mut() {
+            group.shut_down(codes::NOT_COORDINATOR);
+        }
+    }
+
     /// Runs one group operation. `offsets_partition` is the partition the group maps to.
     pub async fn handle(self: &Rc<Self>, offsets_partition: i32, op: GroupOp) -> GroupReply {
         if let GroupOp::List { states } = &op {
