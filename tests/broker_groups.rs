@@ -490,3 +490,27 @@ fn stopping_the_broker_answers_members_waiting_in_a_join() {
     broker.restart();
     assert_eq!(second.join().expect("answered"), NOT_COORDINATOR);
 }
+
+#[test]
+fn deleting_a_topic_drops_its_committed_offsets() {
+    let mut broker = Broker::start_with_config(FAST_GROUPS);
+    let mut client = broker.client();
+    create_topic(&mut client, 2);
+    assert_eq!(
+        commit(&mut client, "reader", "", -1, TOPIC, &[(0, 11), (1, 12)]),
+        vec![NONE, NONE]
+    );
+    let delete = kafka_protocol::messages::DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(s(TOPIC))])
+        .with_timeout_ms(30_000);
+    assert_eq!(client.send(4, &delete).responses[0].error_code, NONE);
+    create_topic(&mut client, 2);
+    assert_eq!(committed(&mut client, "reader", &[0, 1]), vec![-1, -1]);
+    broker.restart();
+    let mut client = broker.client();
+    assert_eq!(
+        committed(&mut client, "reader", &[0, 1]),
+        vec![-1, -1],
+        "the tombstones are durable"
+    );
+}

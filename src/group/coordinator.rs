@@ -770,26 +770,7 @@ impl GroupCoordinator {
         let mut emptied = Vec::new();
         for group in groups.values_mut() {
             let state = group.state();
-            let empty_consumer_group_expired = state == GroupState::Empty
-                && group.protocol_type().is_some()
-                && now.wall_ms - group.state_since_wall_ms() >= retention_ms;
-            let standalone = group.protocol_type().is_none();
-            let subscribed = group.subscribed_topics();
-            let expired: Vec<TopicPartition> = group
-                .offsets
-                .iter()
-                .filter(|(partition, committed)| {
-                    let old = now.wall_ms - committed.value.commit_timestamp_ms >= retention_ms;
-                    !topic_exists(&partition.topic)
-                        || empty_consumer_group_expired
-                        || (standalone && old)
-                        || (state == GroupState::Stable
-                            && !subscribed.is_empty()
-                            && !subscribed.contains(&partition.topic)
-                            && old)
-                })
-                .map(|(partition, _)| partition.clone())
-                .collect();
+            let expired = group.expired_offsets(now.wall_ms, retention_ms, &topic_exists);
             let records = tombstones.entry(group.offsets_partition).or_default();
             for partition in expired {
                 group.offsets.remove(&partition);

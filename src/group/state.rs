@@ -855,6 +855,42 @@ impl Group {
         topics
     }
 
+    /// Committed offsets due to expire (`offsets.retention.minutes`, as Kafka applies it):
+    /// all of an empty consumer group's once it has been empty that long; a standalone
+    /// consumer's (no protocol type) that long after their commit; an active group's
+    /// offsets of topics it no longer subscribes to, likewise; and any offset of a topic
+    /// that no longer exists.
+    pub fn expired_offsets(
+        &self,
+        now_wall_ms: i64,
+        retention_ms: i64,
+        topic_exists: &dyn Fn(&str) -> bool,
+    ) -> Vec<TopicPartition> {
+        let empty_group_expired = self.state == GroupState::Empty
+            && self.protocol_type.is_some()
+            && now_wall_ms - self.state_since_wall_ms >= retention_ms;
+        let standalone = self.protocol_type.is_none();
+        let subscribed = if self.state == GroupState::Stable {
+            self.subscribed_topics()
+        } else {
+            Vec::new()
+        };
+        let mut expired: Vec<TopicPartition> = self
+            .offsets
+            .iter()
+            .filter(|(partition, committed)| {
+                let old = now_wall_ms - committed.value.commit_timestamp_ms >= retention_ms;
+                let unsubscribed = !subscribed.is_empty() && !subscribed.contains(&partition.topic);
+                !topic_exists(&partition.topic)
+                    || empty_group_expired
+                    || (old && (standalone || unsubscribed))
+            })
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        expired.sort();
+        expired
+    }
+
     pub fn describe(&self) -> GroupDescription {
         let stable = self.state == GroupState::Stable;
         GroupDescription {

@@ -352,3 +352,63 @@ fn a_leader_that_never_syncs_is_removed_at_the_sync_deadline() {
         "the leader that never synced is out"
     );
 }
+
+fn committed_at(offset: i64, commit_timestamp_ms: i64) -> Committed {
+    Committed {
+        value: OffsetValue {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms,
+        },
+        record_offset: offset,
+    }
+}
+
+#[test]
+fn offsets_expire_as_in_kafka() {
+    let config = config(0);
+    let retention_ms = 60_000;
+    let exists = |topic: &str| topic != "deleted";
+
+    // A standalone consumer's offsets: by their own commit time.
+    let mut solo = Group::new("solo".into(), 0, at(0));
+    solo.offsets
+        .insert(TopicPartition::new("t", 0), committed_at(5, 1_000));
+    solo.offsets
+        .insert(TopicPartition::new("t", 1), committed_at(6, 50_000));
+    solo.offsets
+        .insert(TopicPartition::new("deleted", 0), committed_at(7, 50_000));
+    assert_eq!(
+        solo.expired_offsets(61_000, retention_ms, &exists),
+        vec![
+            TopicPartition::new("deleted", 0),
+            TopicPartition::new("t", 0)
+        ]
+    );
+
+    // A consumer group: nothing expires while it has members, however old the commits...
+    let (mut group, ids) = stable_group(1, &config);
+    group
+        .offsets
+        .insert(TopicPartition::new("t", 0), committed_at(5, 0));
+    let far_future = 10 * retention_ms + 1_000_000;
+    assert!(group
+        .expired_offsets(far_future, retention_ms, &exists)
+        .is_empty());
+    // ...and everything once it has been empty for the retention time.
+    let leaving = [LeavingMember {
+        member_id: ids[0].clone(),
+        group_instance_id: None,
+    }];
+    group.leave(&leaving, at(100), &config);
+    assert_eq!(group.state(), GroupState::Empty);
+    let emptied_at = group.state_since_wall_ms();
+    assert!(group
+        .expired_offsets(emptied_at + retention_ms - 1, retention_ms, &exists)
+        .is_empty());
+    assert_eq!(
+        group.expired_offsets(emptied_at + retention_ms, retention_ms, &exists),
+        vec![TopicPartition::new("t", 0)]
+    );
+}
