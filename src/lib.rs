@@ -1,7 +1,9 @@
+pub mod admin;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod protocol;

@@ -36,6 +36,15 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
         signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shutdown))?;
         signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
     }
+    crate::metrics::configure(crate::metrics::Settings {
+        shard_count: config.shard_count,
+        per_partition: config.metrics_per_partition,
+        data_dir: config.data_dir.clone(),
+        disk_free_threshold_bytes: config.disk_free_threshold_bytes,
+    });
+    crate::metrics::readiness().expect_shards(config.shard_count);
+    // Up before the shards, so that health answers and readiness reports recovery in progress.
+    let admin = crate::admin::AdminServer::start(config.admin_addr)?;
     let config = Arc::new(config);
     tracing::info!(
         kafka_addr = %config.kafka_addr,
@@ -58,6 +67,7 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
     })
     .context("starting the shard executors")?;
+    drop(admin);
     let mut first_error = None;
     for result in results {
         if let Err(error) = result {
@@ -167,7 +177,9 @@ async fn run_shard(
 ) -> anyhow::Result<()> {
     let (mesh, receivers) = Mesh::join(builder).await?;
     let id = mesh.shard_id();
+    crate::metrics::bind_shard(id);
     let cache = Rc::new(BatchCache::new(config.batch_cache_bytes_per_shard));
+    let cache_for_views = Rc::clone(&cache);
     let space = Rc::new(SpaceGuard::for_dir(
         &config.data_dir,
         config.disk_free_threshold_bytes,
@@ -211,15 +223,23 @@ async fn run_shard(
         shard.broadcast_metadata(initial).await;
     }
     shard.wait_ready().await;
+    crate::metrics::readiness().set_recovered(id);
 
     let listener = ShardListener::bind(config.kafka_addr)
         .map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {}: {e}", config.kafka_addr))?;
     tracing::debug!(shard = id, "listening");
+    crate::metrics::readiness().set_listening(id, true);
 
     let stop = Rc::new(StopSignal::default());
     glommio::spawn_local(watch_shutdown(
         Rc::clone(&shard),
         shutdown,
+        Rc::clone(&stop),
+    ))
+    .detach();
+    glommio::spawn_local(crate::admin::shard_view::publish_until_stopped(
+        Rc::clone(&shard),
+        Rc::clone(&cache_for_views),
         Rc::clone(&stop),
     ))
     .detach();
@@ -232,7 +252,10 @@ async fn run_shard(
     let drained = Rc::new(Notify::default());
     let handler = {
         let shard = Rc::clone(&shard);
-        Rc::new(move |frame| Rc::clone(&shard).handle_frame(frame))
+        Rc::new(move |frame| {
+            let shard = Rc::clone(&shard);
+            crate::metrics::requests::timed(frame, move |frame| shard.handle_frame(frame))
+        })
     };
     loop {
         let accepted =
@@ -251,6 +274,7 @@ async fn run_shard(
             }
         };
         live.set(live.get() + 1);
+        crate::metrics::connection_opened();
         let (live, drained, handler, stop) = (
             Rc::clone(&live),
             Rc::clone(&drained),
@@ -259,11 +283,13 @@ async fn run_shard(
         );
         glommio::spawn_local(async move {
             connection::serve(stream, limits, handler, stop).await;
+            crate::metrics::connection_closed();
             live.set(live.get() - 1);
             drained.notify_all();
         })
         .detach();
     }
+    crate::metrics::readiness().set_listening(id, false);
     listener.close();
     // Connections stop reading at the stop signal; what is in flight finishes and is answered.
     let _ = glommio::timer::timeout(DRAIN_TIMEOUT, async {
