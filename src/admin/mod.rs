@@ -14,13 +14,8 @@ pub mod shard_view;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use futures_channel::oneshot;
-
-/// How long start-up waits for a listener of a process that just exited to go away.
-const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
-const PORT_RELEASE_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -74,27 +69,18 @@ impl Drop for AdminServer {
     }
 }
 
+/// Unlike the Kafka listener (whose queued io_uring accept can outlive its process for a
+/// moment), this is a plain socket that the kernel frees when its process exits: a port in use
+/// is taken for real.
 fn bind(addr: SocketAddr) -> Result<TcpListener, AdminError> {
-    let mut waited = Duration::ZERO;
-    loop {
-        match TcpListener::bind(addr) {
-            Ok(listener) => {
-                listener
-                    .set_nonblocking(true)
-                    .map_err(|source| AdminError::Bind { addr, source })?;
-                return Ok(listener);
-            }
-            // A listener of a process that just exited can linger a moment.
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && waited < PORT_RELEASE_WAIT => {
-                std::thread::sleep(PORT_RELEASE_POLL);
-                waited += PORT_RELEASE_POLL;
-            }
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                return Err(AdminError::PortTaken(addr))
-            }
-            Err(source) => return Err(AdminError::Bind { addr, source }),
-        }
-    }
+    let listener = TcpListener::bind(addr).map_err(|source| match source.kind() {
+        io::ErrorKind::AddrInUse => AdminError::PortTaken(addr),
+        _ => AdminError::Bind { addr, source },
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    Ok(listener)
 }
 
 fn run(listener: TcpListener, stopped: oneshot::Receiver<()>) {

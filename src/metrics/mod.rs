@@ -28,9 +28,11 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{LazyLock, OnceLock};
 
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use groups::{groups, GroupMetrics};
@@ -62,6 +64,7 @@ pub(crate) struct Families {
     pub request_duration: Family<ShardApiLabels, LatencyHistogram>,
     pub network_received_bytes: Family<ShardLabels, Counter>,
     pub network_sent_bytes: Family<ShardLabels, Counter>,
+    pub requests_in_flight: Family<ShardLabels, Gauge>,
     pub connections_open: Family<ShardLabels, Gauge>,
     pub connections_accepted: Family<ShardLabels, Counter>,
     pub topic_produced_bytes: Family<TopicLabels, Counter>,
@@ -118,6 +121,7 @@ fn build() -> Metrics {
         request_duration: Family::default(),
         network_received_bytes: Family::default(),
         network_sent_bytes: Family::default(),
+        requests_in_flight: Family::default(),
         connections_open: Family::default(),
         connections_accepted: Family::default(),
         topic_produced_bytes: Family::default(),
@@ -143,130 +147,154 @@ fn build() -> Metrics {
     r.register(
         "requests",
         "Kafka requests received, by shard (the connection's) and API",
-        f.requests.clone(),
+        Listed(f.requests.clone()),
     );
     r.register(
         "request_errors",
         "Kafka requests answered with an error: for produce and fetch the first partition error, for any API `closed` when the request closed its connection",
-        f.request_errors.clone(),
+        Listed(f.request_errors.clone()),
     );
     r.register_with_unit(
         "request_duration",
         "Time from reading a request to its answer being ready, by shard and API (long-polling fetches count their wait)",
         Unit::Seconds,
-        f.request_duration.clone(),
+        Listed(f.request_duration.clone()),
     );
     r.register_with_unit(
         "network_received",
         "Kafka request bytes read, size prefixes included",
         Unit::Bytes,
-        f.network_received_bytes.clone(),
+        Listed(f.network_received_bytes.clone()),
     );
     r.register_with_unit(
         "network_sent",
         "Kafka response bytes handed to the socket, size prefixes included",
         Unit::Bytes,
-        f.network_sent_bytes.clone(),
+        Listed(f.network_sent_bytes.clone()),
+    );
+    r.register(
+        "requests_in_flight",
+        "Kafka requests read and not yet answered (long-polling fetches included)",
+        Listed(f.requests_in_flight.clone()),
     );
     r.register(
         "connections_open",
         "Kafka client connections open now",
-        f.connections_open.clone(),
+        Listed(f.connections_open.clone()),
     );
     r.register(
         "connections_accepted",
         "Kafka client connections accepted",
-        f.connections_accepted.clone(),
+        Listed(f.connections_accepted.clone()),
     );
     r.register_with_unit(
         "topic_produced",
         "Record batch bytes appended, by topic",
         Unit::Bytes,
-        f.topic_produced_bytes.clone(),
+        Listed(f.topic_produced_bytes.clone()),
     );
     r.register(
         "topic_produced_records",
         "Records appended, by topic",
-        f.topic_produced_records.clone(),
+        Listed(f.topic_produced_records.clone()),
     );
     r.register_with_unit(
         "topic_fetched",
         "Record batch bytes sent to consumers, by topic",
         Unit::Bytes,
-        f.topic_fetched_bytes.clone(),
+        Listed(f.topic_fetched_bytes.clone()),
     );
     r.register(
         "topic_fetched_records",
         "Records sent to consumers, by topic (whole batches, as Kafka counts them)",
-        f.topic_fetched_records.clone(),
+        Listed(f.topic_fetched_records.clone()),
     );
     r.register_with_unit(
         "storage_fsync_duration",
         "fdatasync latency of log segments and other direct-IO files",
         Unit::Seconds,
-        f.fsync_duration.clone(),
+        Listed(f.fsync_duration.clone()),
     );
     r.register_with_unit(
         "storage_io_duration",
         "Direct-IO read and write latency as the storage layer sees it (io_uring queueing included)",
         Unit::Seconds,
-        f.io_duration.clone(),
+        Listed(f.io_duration.clone()),
     );
     r.register(
         "io_uring_file_operations",
         "File reads and writes the shard's io_uring rings completed (glommio's reactor counts)",
-        f.io_uring_file_ops.clone(),
+        Listed(f.io_uring_file_ops.clone()),
     );
     r.register_with_unit(
         "io_uring_file",
         "File bytes read and written through the shard's io_uring rings",
         Unit::Bytes,
-        f.io_uring_file_bytes.clone(),
+        Listed(f.io_uring_file_bytes.clone()),
     );
     r.register_with_unit(
         "shard_busy",
         "Time the shard's executor spent running tasks and polling I/O (not idle or spinning)",
         Unit::Seconds,
-        f.shard_busy_seconds.clone(),
+        Listed(f.shard_busy_seconds.clone()),
     );
     r.register(
         "shard_tasks",
         "Tasks the shard's executor ran",
-        f.shard_tasks.clone(),
+        Listed(f.shard_tasks.clone()),
     );
     r.register(
         "mesh_messages_sent",
         "Messages this shard sent to other shards over the mesh",
-        f.mesh_messages_sent.clone(),
+        Listed(f.mesh_messages_sent.clone()),
     );
     r.register_with_unit(
         "mesh_call_duration",
         "Round trip of a cross-shard request until its reply, by calling shard",
         Unit::Seconds,
-        f.mesh_call_duration.clone(),
+        Listed(f.mesh_call_duration.clone()),
     );
     r.register(
         "mesh_failures",
         "Cross-shard requests that timed out or found their shard gone",
-        f.mesh_failures.clone(),
+        Listed(f.mesh_failures.clone()),
     );
     r.register(
         "consumer_groups",
         "Consumer groups coordinated by the shard",
-        f.consumer_groups.clone(),
+        Listed(f.consumer_groups.clone()),
     );
     r.register(
         "consumer_group_lag",
         "Records between a group's committed offset and the log end offset, summed over the topic's partitions",
-        f.consumer_group_lag.clone(),
+        Listed(f.consumer_group_lag.clone()),
     );
     r.register(
         "consumer_group_partition_lag",
         "Records between a group's committed offset and the log end offset of one partition (only with metrics_per_partition)",
-        f.consumer_group_partition_lag.clone(),
+        Listed(f.consumer_group_partition_lag.clone()),
     );
     r.register_collector(Box::new(snapshot::StateCollector));
     Metrics { registry, families }
+}
+
+/// A family that is listed (HELP and TYPE) even before it has a series, so that scrapers,
+/// dashboards and their tests see every family ringlog has from the first scrape.
+#[derive(Debug)]
+struct Listed<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Listed<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// Connections open on one shard now (for the admin JSON views).

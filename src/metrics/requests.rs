@@ -22,7 +22,7 @@ where
     let api_key = frame
         .get(..2)
         .map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]));
-    let received_bytes = frame.len() + SIZE_PREFIX_BYTES;
+    super::shard_local::request_started(frame.len() + SIZE_PREFIX_BYTES);
     let started = Instant::now();
     let outcome = handle(frame).await;
     let (sent_bytes, closed) = match &outcome {
@@ -30,13 +30,7 @@ where
         Outcome::Silent => (0, false),
         Outcome::Close(_) => (0, true),
     };
-    super::shard_local::request_done(
-        api_key,
-        started.elapsed(),
-        received_bytes,
-        sent_bytes,
-        closed,
-    );
+    super::shard_local::request_done(api_key, started.elapsed(), sent_bytes, closed);
     outcome
 }
 

@@ -42,6 +42,7 @@ pub(super) struct ShardHandles {
     topics: HashMap<String, TopicHandles>,
     network_received_bytes: Counter,
     network_sent_bytes: Counter,
+    requests_in_flight: Gauge,
     connections_open: Gauge,
     connections_accepted: Counter,
     fsync: LatencyHistogram,
@@ -73,6 +74,7 @@ impl ShardHandles {
             topics: HashMap::new(),
             network_received_bytes: f.network_received_bytes.get_or_create_owned(&s),
             network_sent_bytes: f.network_sent_bytes.get_or_create_owned(&s),
+            requests_in_flight: f.requests_in_flight.get_or_create_owned(&s),
             connections_open: f.connections_open.get_or_create_owned(&s),
             connections_accepted: f.connections_accepted.get_or_create_owned(&s),
             fsync: f.fsync_duration.get_or_create_owned(&s),
@@ -171,16 +173,18 @@ pub(super) fn with_handles<R>(f: impl FnOnce(&mut ShardHandles) -> R) -> Option<
     HANDLES.with(|cell| cell.borrow_mut().as_mut().map(f))
 }
 
-/// One Kafka request done on this (the connection's) shard.
-pub(crate) fn request_done(
-    api_key: i16,
-    elapsed: Duration,
-    received_bytes: usize,
-    sent_bytes: usize,
-    closed: bool,
-) {
+/// A Kafka request of `received_bytes` read on this (the connection's) shard.
+pub(crate) fn request_started(received_bytes: usize) {
     with_handles(|h| {
         h.network_received_bytes.inc_by(received_bytes as u64);
+        h.requests_in_flight.inc();
+    });
+}
+
+/// The request `request_started` counted is answered (or closed its connection).
+pub(crate) fn request_done(api_key: i16, elapsed: Duration, sent_bytes: usize, closed: bool) {
+    with_handles(|h| {
+        h.requests_in_flight.dec();
         h.network_sent_bytes.inc_by(sent_bytes as u64);
         let api = h.api(api_key);
         api.requests.inc();
