@@ -10,3 +10,4 @@ pub mod protocol;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod tune;
