@@ -11,13 +11,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common_kafka::{http_get, metric_sum, parse_metrics, Broker, Client, Sample};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use common_kafka::{
+    create_topic, http_get, metric_sum, parse_metrics, produce_batch, Broker, Client, Sample,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest,
-    TopicName,
+    ApiVersionsRequest, BrokerId, FetchRequest, FetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -28,38 +27,6 @@ const VIEW_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn topic_name() -> TopicName {
     TopicName(StrBytes::from_string(TOPIC.to_string()))
-}
-
-fn create_topic(client: &mut Client, partitions: i32) {
-    let mut topic = CreatableTopic::default();
-    topic.name = topic_name();
-    topic.num_partitions = partitions;
-    topic.replication_factor = 1;
-    let mut request = CreateTopicsRequest::default();
-    request.topics = vec![topic];
-    request.timeout_ms = 30_000;
-    assert_eq!(client.send(5, &request).topics[0].error_code, 0);
-}
-
-/// Produces one batch of `records` records; returns the error code and the batch's size.
-fn produce(client: &mut Client, partition: i32, records: i32) -> (i16, usize) {
-    let batch = ringlog::storage::batch::build_batch(1_700_000_000_000, records, b"metric", None);
-    let size_bytes = batch.len();
-    let mut data = PartitionProduceData::default();
-    data.index = partition;
-    data.records = Some(Bytes::from(batch));
-    let mut topic = TopicProduceData::default();
-    topic.name = topic_name();
-    topic.partition_data = vec![data];
-    let mut request = ProduceRequest::default();
-    request.acks = -1;
-    request.timeout_ms = 30_000;
-    request.topic_data = vec![topic];
-    let response = client.send(9, &request);
-    (
-        response.responses[0].partition_responses[0].error_code,
-        size_bytes,
-    )
 }
 
 fn fetch_request(partitions: &[i32], max_wait_ms: i32) -> FetchRequest {
@@ -164,20 +131,20 @@ fn scrape_until(broker: &Broker, what: &str, done: impl Fn(&[Sample]) -> bool) -
 fn metrics_count_the_traffic_sent_and_pass_promtool() {
     let broker = Broker::start_with(&["--metrics-per-partition"]);
     let mut client = broker.client();
-    create_topic(&mut client, 2);
+    create_topic(&mut client, TOPIC, 2);
     let mut produced_bytes = 0;
     let mut produced_records = 0;
     let mut produce_requests = 0;
     for (partition, batches, records) in [(0, 3, 5), (1, 2, 7)] {
         for _ in 0..batches {
-            let (code, size_bytes) = produce(&mut client, partition, records);
+            let (code, size_bytes) = produce_batch(&mut client, TOPIC, partition, records, -1);
             assert_eq!(code, 0);
             produced_bytes += size_bytes;
             produced_records += records;
             produce_requests += 1;
         }
     }
-    let (code, _) = produce(&mut client, 9, 1);
+    let (code, _) = produce_batch(&mut client, TOPIC, 9, 1, -1);
     assert_eq!(code, UNKNOWN_TOPIC_OR_PARTITION);
     produce_requests += 1;
     let response = client.send(12, &fetch_request(&[0, 1], 0));

@@ -144,138 +144,188 @@ fn build() -> Metrics {
     let mut registry = Registry::with_prefix("ringlog");
     let f = &families;
     let r = &mut registry;
-    r.register(
+    add(
+        r,
         "requests",
         "Kafka requests received, by shard (the connection's) and API",
-        Listed(f.requests.clone()),
+        None,
+        &f.requests,
     );
-    r.register(
+    add(
+        r,
         "request_errors",
-        "Kafka requests answered with an error: for produce and fetch the first partition error, for any API `closed` when the request closed its connection",
-        Listed(f.request_errors.clone()),
+        "Kafka requests answered with an error: a partition's error code, or closed",
+        None,
+        &f.request_errors,
     );
-    r.register_with_unit(
+    add(
+        r,
         "request_duration",
-        "Time from reading a request to its answer being ready, by shard and API (long-polling fetches count their wait)",
-        Unit::Seconds,
-        Listed(f.request_duration.clone()),
+        "From reading a request to its answer being ready (long polls count their wait)",
+        Some(Unit::Seconds),
+        &f.request_duration,
     );
-    r.register_with_unit(
+    add(
+        r,
         "network_received",
         "Kafka request bytes read, size prefixes included",
-        Unit::Bytes,
-        Listed(f.network_received_bytes.clone()),
+        Some(Unit::Bytes),
+        &f.network_received_bytes,
     );
-    r.register_with_unit(
+    add(
+        r,
         "network_sent",
         "Kafka response bytes handed to the socket, size prefixes included",
-        Unit::Bytes,
-        Listed(f.network_sent_bytes.clone()),
+        Some(Unit::Bytes),
+        &f.network_sent_bytes,
     );
-    r.register(
+    add(
+        r,
         "requests_in_flight",
         "Kafka requests read and not yet answered (long-polling fetches included)",
-        Listed(f.requests_in_flight.clone()),
+        None,
+        &f.requests_in_flight,
     );
-    r.register(
+    add(
+        r,
         "connections_open",
         "Kafka client connections open now",
-        Listed(f.connections_open.clone()),
+        None,
+        &f.connections_open,
     );
-    r.register(
+    add(
+        r,
         "connections_accepted",
         "Kafka client connections accepted",
-        Listed(f.connections_accepted.clone()),
+        None,
+        &f.connections_accepted,
     );
-    r.register_with_unit(
+    add(
+        r,
         "topic_produced",
         "Record batch bytes appended, by topic",
-        Unit::Bytes,
-        Listed(f.topic_produced_bytes.clone()),
+        Some(Unit::Bytes),
+        &f.topic_produced_bytes,
     );
-    r.register(
+    add(
+        r,
         "topic_produced_records",
         "Records appended, by topic",
-        Listed(f.topic_produced_records.clone()),
+        None,
+        &f.topic_produced_records,
     );
-    r.register_with_unit(
+    add(
+        r,
         "topic_fetched",
         "Record batch bytes sent to consumers, by topic",
-        Unit::Bytes,
-        Listed(f.topic_fetched_bytes.clone()),
+        Some(Unit::Bytes),
+        &f.topic_fetched_bytes,
     );
-    r.register(
+    add(
+        r,
         "topic_fetched_records",
         "Records sent to consumers, by topic (whole batches, as Kafka counts them)",
-        Listed(f.topic_fetched_records.clone()),
+        None,
+        &f.topic_fetched_records,
     );
-    r.register_with_unit(
+    add(
+        r,
         "storage_fsync_duration",
         "fdatasync latency of log segments and other direct-IO files",
-        Unit::Seconds,
-        Listed(f.fsync_duration.clone()),
+        Some(Unit::Seconds),
+        &f.fsync_duration,
     );
-    r.register_with_unit(
+    add(
+        r,
         "storage_io_duration",
-        "Direct-IO read and write latency as the storage layer sees it (io_uring queueing included)",
-        Unit::Seconds,
-        Listed(f.io_duration.clone()),
+        "Direct-IO read and write latency, io_uring queueing included",
+        Some(Unit::Seconds),
+        &f.io_duration,
     );
-    r.register(
+    add(
+        r,
         "io_uring_file_operations",
         "File reads and writes the shard's io_uring rings completed (glommio's reactor counts)",
-        Listed(f.io_uring_file_ops.clone()),
+        None,
+        &f.io_uring_file_ops,
     );
-    r.register_with_unit(
+    add(
+        r,
         "io_uring_file",
         "File bytes read and written through the shard's io_uring rings",
-        Unit::Bytes,
-        Listed(f.io_uring_file_bytes.clone()),
+        Some(Unit::Bytes),
+        &f.io_uring_file_bytes,
     );
-    r.register_with_unit(
+    add(
+        r,
         "shard_busy",
         "Time the shard's executor spent running tasks and polling I/O (not idle or spinning)",
-        Unit::Seconds,
-        Listed(f.shard_busy_seconds.clone()),
+        Some(Unit::Seconds),
+        &f.shard_busy_seconds,
     );
-    r.register(
+    add(
+        r,
         "shard_tasks",
         "Tasks the shard's executor ran",
-        Listed(f.shard_tasks.clone()),
+        None,
+        &f.shard_tasks,
     );
-    r.register(
+    add(
+        r,
         "mesh_messages_sent",
         "Messages this shard sent to other shards over the mesh",
-        Listed(f.mesh_messages_sent.clone()),
+        None,
+        &f.mesh_messages_sent,
     );
-    r.register_with_unit(
+    add(
+        r,
         "mesh_call_duration",
         "Round trip of a cross-shard request until its reply, by calling shard",
-        Unit::Seconds,
-        Listed(f.mesh_call_duration.clone()),
+        Some(Unit::Seconds),
+        &f.mesh_call_duration,
     );
-    r.register(
+    add(
+        r,
         "mesh_failures",
         "Cross-shard requests that timed out or found their shard gone",
-        Listed(f.mesh_failures.clone()),
+        None,
+        &f.mesh_failures,
     );
-    r.register(
+    add(
+        r,
         "consumer_groups",
         "Consumer groups coordinated by the shard",
-        Listed(f.consumer_groups.clone()),
+        None,
+        &f.consumer_groups,
     );
-    r.register(
+    add(
+        r,
         "consumer_group_lag",
-        "Records between a group's committed offset and the log end offset, summed over the topic's partitions",
-        Listed(f.consumer_group_lag.clone()),
+        "Log end offset minus the group's committed offset, summed over partitions",
+        None,
+        &f.consumer_group_lag,
     );
-    r.register(
+    add(
+        r,
         "consumer_group_partition_lag",
-        "Records between a group's committed offset and the log end offset of one partition (only with metrics_per_partition)",
-        Listed(f.consumer_group_partition_lag.clone()),
+        "Log end offset minus the group's committed offset (metrics_per_partition)",
+        None,
+        &f.consumer_group_partition_lag,
     );
     r.register_collector(Box::new(snapshot::StateCollector));
     Metrics { registry, families }
+}
+
+/// Registers a family, listed even while it has no series.
+fn add<M>(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>, family: &M)
+where
+    M: EncodeMetric + Clone + Send + Sync + std::fmt::Debug + 'static,
+{
+    let listed = Listed(family.clone());
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, listed),
+        None => registry.register(name, help, listed),
+    }
 }
 
 /// A family that is listed (HELP and TYPE) even before it has a series, so that scrapers,

@@ -37,8 +37,7 @@ struct TopicHandles {
 pub(super) struct ShardHandles {
     pub(super) shard: usize,
     apis: HashMap<i16, ApiHandles>,
-    errors: HashMap<(i16, i16), Counter>,
-    closed: HashMap<i16, Counter>,
+    errors: HashMap<(i16, Option<i16>), Counter>,
     topics: HashMap<String, TopicHandles>,
     network_received_bytes: Counter,
     network_sent_bytes: Counter,
@@ -70,7 +69,6 @@ impl ShardHandles {
             shard,
             apis: HashMap::new(),
             errors: HashMap::new(),
-            closed: HashMap::new(),
             topics: HashMap::new(),
             network_received_bytes: f.network_received_bytes.get_or_create_owned(&s),
             network_sent_bytes: f.network_sent_bytes.get_or_create_owned(&s),
@@ -108,7 +106,9 @@ impl ShardHandles {
         })
     }
 
-    fn error(&mut self, api_key: i16, code: i16) -> &Counter {
+    /// The error counter of `api_key` for a Kafka error `code`, or for a request that closed
+    /// its connection (`None`).
+    fn error(&mut self, api_key: i16, code: Option<i16>) -> &Counter {
         if self.errors.len() >= ERROR_HANDLES_MAX {
             self.errors.clear();
         }
@@ -119,20 +119,7 @@ impl ShardHandles {
                 .get_or_create_owned(&ShardApiErrorLabels {
                     shard,
                     api: api_name(api_key),
-                    error: error_name(code),
-                })
-        })
-    }
-
-    fn closed(&mut self, api_key: i16) -> &Counter {
-        let shard = self.shard;
-        self.closed.entry(api_key).or_insert_with(|| {
-            families()
-                .request_errors
-                .get_or_create_owned(&ShardApiErrorLabels {
-                    shard,
-                    api: api_name(api_key),
-                    error: "closed".to_string(),
+                    error: code.map_or_else(|| "closed".to_string(), error_name),
                 })
         })
     }
@@ -190,7 +177,7 @@ pub(crate) fn request_done(api_key: i16, elapsed: Duration, sent_bytes: usize, c
         api.requests.inc();
         api.duration.observe(elapsed);
         if closed {
-            h.closed(api_key).inc();
+            h.error(api_key, None).inc();
         }
     });
 }
@@ -199,7 +186,7 @@ pub(crate) fn request_done(api_key: i16, elapsed: Duration, sent_bytes: usize, c
 /// first failing code, when any failed.
 pub fn request_errors(api_key: i16, codes: impl IntoIterator<Item = i16>) {
     if let Some(code) = codes.into_iter().find(|code| *code != 0) {
-        with_handles(|h| h.error(api_key, code).inc());
+        with_handles(|h| h.error(api_key, Some(code)).inc());
     }
 }
 

@@ -379,3 +379,48 @@ pub fn metric_sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f6
         .map(|s| s.value)
         .sum()
 }
+
+/// Creates `name` with `partitions` partitions (replication factor 1); panics on an error.
+pub fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    let mut topic = CreatableTopic::default();
+    topic.name = TopicName(StrBytes::from_string(name.to_string()));
+    topic.num_partitions = partitions;
+    topic.replication_factor = 1;
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 30_000;
+    let response = client.send(5, &request);
+    assert_eq!(response.topics[0].error_code, 0, "creating {name}");
+}
+
+/// Produces one batch of `records` records to `name`/`partition` with `acks`; returns the
+/// partition's error code and the batch's size in bytes.
+pub fn produce_batch(
+    client: &mut Client,
+    name: &str,
+    partition: i32,
+    records: i32,
+    acks: i16,
+) -> (i16, usize) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    let batch = ringlog::storage::batch::build_batch(1_700_000_000_000, records, b"payload", None);
+    let size_bytes = batch.len();
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(Bytes::from(batch));
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(StrBytes::from_string(name.to_string()));
+    topic.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 30_000;
+    request.topic_data = vec![topic];
+    let response = client.send(9, &request);
+    (
+        response.responses[0].partition_responses[0].error_code,
+        size_bytes,
+    )
+}
