@@ -42,7 +42,6 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
         data_dir: config.data_dir.clone(),
         disk_free_threshold_bytes: config.disk_free_threshold_bytes,
     });
-    crate::metrics::readiness().expect_shards(config.shard_count);
     // Up before the shards, so that health answers and readiness reports recovery in progress.
     let admin = crate::admin::AdminServer::start(config.admin_addr)?;
     let config = Arc::new(config);

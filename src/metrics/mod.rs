@@ -50,6 +50,7 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 /// Broker settings the exported metrics depend on; set once by `ringlog serve`.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Shards that must be ready before the broker is.
     pub shard_count: usize,
     /// Export per-partition series (`metrics_per_partition`).
     pub per_partition: bool,
@@ -93,8 +94,10 @@ struct Metrics {
 static METRICS: LazyLock<Metrics> = LazyLock::new(build);
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
-/// Sets what the metrics depend on; the first call wins (one broker per process).
+/// Sets what the metrics depend on, and how many shards readiness waits for; the first call
+/// wins (one broker per process).
 pub fn configure(settings: Settings) {
+    readiness().expect_shards(settings.shard_count);
     let _ = SETTINGS.set(settings);
     LazyLock::force(&METRICS);
 }
