@@ -1,5 +1,5 @@
-//! The deployment files in `ops/` are valid and in step with the broker: the alert rules and
-//! scrape config pass `promtool`, the systemd unit passes `systemd-analyze verify`, the example
+//! The deployment files in `ops/` are valid and in step with the broker: the alert rules, their
+//! unit tests and the scrape config pass `promtool`, the systemd unit passes `systemd-analyze verify`, the example
 //! `ringlog.toml` loads with the real config loader and names every key it accepts with the
 //! true defaults, and every metric the dashboard and the alert rules use is one a live broker
 //! exports.
@@ -48,6 +48,11 @@ fn alert_rules_and_scrape_config_pass_promtool() {
     let (ok, text) = run(Command::new(&promtool)
         .args(["check", "rules"])
         .arg(ops_file("ringlog-alerts.yml")));
+    assert!(ok, "{text}");
+    // The rules fire as intended on series shaped like ringlog's.
+    let (ok, text) = run(Command::new(&promtool)
+        .args(["test", "rules"])
+        .arg(ops_file("ringlog-alerts.test.yml")));
     assert!(ok, "{text}");
     // The scrape config names the rules file beside it.
     let (ok, text) = run(Command::new(&promtool)
