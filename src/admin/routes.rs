@@ -104,7 +104,7 @@ async fn topics() -> Response {
 }
 
 #[derive(Serialize)]
-struct Shard {
+struct ShardStatus {
     shard: usize,
     recovered: bool,
     listening: bool,
@@ -119,7 +119,7 @@ struct Shard {
 
 #[derive(Serialize)]
 struct Shards {
-    shards: Vec<Shard>,
+    shards: Vec<ShardStatus>,
 }
 
 async fn shards() -> Json<Shards> {
@@ -129,7 +129,7 @@ async fn shards() -> Json<Shards> {
         .map(|shard| {
             let view = views.iter().find(|v| v.shard == shard);
             let partitions = view.map(|v| v.partitions.as_slice()).unwrap_or_default();
-            Shard {
+            ShardStatus {
                 shard,
                 recovered: readiness().is_recovered(shard),
                 listening: readiness().is_listening(shard),
