@@ -13,6 +13,9 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 # hwloc (shard pinning by topology) and libudev, which the hwlocality crate links against.
 pkg-config --exists hwloc 2>/dev/null || missing+=(libhwloc-dev)
 pkg-config --exists libudev 2>/dev/null || missing+=(libudev-dev)
+# promtool checks the /metrics output and ops/ alert rules; systemd-analyze the systemd unit.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${missing[*]}"

@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Which CPUs to run shards on, e.g. `0,2-3` (implies --smp).
     #[arg(long)]
     pub cpus: Option<String>,
+    /// Also export per-partition metric series (offsets, sizes, consumer lag); off by default
+    /// to keep the number of series bounded.
+    #[arg(long)]
+    pub metrics_per_partition: bool,
 }
 
 /// The TOML file: the same keys as the flags (with underscores) plus broker settings.
@@ -60,6 +64,7 @@ struct FileConfig {
     disk_free_threshold_bytes: Option<u64>,
     ballast_bytes: Option<u64>,
     retention_check_interval_ms: Option<u64>,
+    metrics_per_partition: Option<bool>,
     /// Consumer-group coordinator settings (`[group]` table).
     group: Option<crate::group::GroupConfig>,
     /// Broker-wide defaults for topic configs, by Kafka name (`retention.ms = 86400000`).
@@ -91,6 +96,8 @@ pub struct ServerConfig {
     pub log_defaults: LogConfig,
     /// Requests in flight per connection before its reader waits.
     pub connection_inflight_max: usize,
+    /// Export per-partition metric series.
+    pub metrics_per_partition: bool,
     pub group: crate::group::GroupConfig,
 }
 
@@ -195,6 +202,8 @@ impl ServerConfig {
             retention_check_interval_ms: file.retention_check_interval_ms.unwrap_or(300_000),
             log_defaults,
             connection_inflight_max: 32,
+            metrics_per_partition: args.metrics_per_partition
+                || file.metrics_per_partition.unwrap_or(false),
             group,
         })
     }

@@ -1,11 +1,14 @@
+pub mod admin;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod group;
+pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod tune;

@@ -30,6 +30,13 @@ enum Command {
         after_help = "Examples:\n  ringlog dump-log ringlog-data/orders-0\n  ringlog dump-log --batches ringlog-data/orders-0"
     )]
     DumpLog(ringlog::cli::dump_log::Args),
+    /// Check or apply host tuning (CPU governor, IRQ affinity, I/O scheduler, sysctls, memlock)
+    /// from a profile in tuning/. Exit codes: 0 as wanted, 1 settings differ, 2 bad profile,
+    /// 3 some changes could not be applied.
+    #[command(
+        after_help = "Examples:\n  ringlog tune --check\n  ringlog tune --check --profile vm\n  sudo ringlog tune --apply --dry-run\n  sudo ringlog tune --apply --profile /etc/ringlog/tuning.toml"
+    )]
+    Tune(ringlog::cli::tune::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +52,7 @@ fn main() -> ExitCode {
             .and_then(ringlog::server::serve)
             .map(|()| ExitCode::SUCCESS),
         Command::DumpLog(args) => ringlog::cli::dump_log::run(args),
+        Command::Tune(args) => ringlog::cli::tune::run(args),
     };
     match result {
         Ok(code) => code,

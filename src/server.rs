@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a drained shard looks whether the others have drained too.
+const DRAIN_BARRIER_POLL: Duration = Duration::from_millis(5);
 
 pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     preflight(&config)?;
@@ -36,6 +38,14 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
         signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shutdown))?;
         signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
     }
+    crate::metrics::configure(crate::metrics::Settings {
+        shard_count: config.shard_count,
+        per_partition: config.metrics_per_partition,
+        data_dir: config.data_dir.clone(),
+        disk_free_threshold_bytes: config.disk_free_threshold_bytes,
+    });
+    // Up before the shards, so that health answers and readiness reports recovery in progress.
+    let admin = crate::admin::AdminServer::start(config.admin_addr)?;
     let config = Arc::new(config);
     tracing::info!(
         kafka_addr = %config.kafka_addr,
@@ -48,16 +58,19 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
         cpus: config.cpus.clone(),
     };
     let builder = mesh::builder::<ShardRequest>(config.shard_count);
+    let drained_shards = Arc::new(AtomicUsize::new(0));
     let results = run_shards(&placement, move || {
         let config = Arc::clone(&config);
         let shutdown = Arc::clone(&shutdown);
+        let drained_shards = Arc::clone(&drained_shards);
         async move {
-            run_shard(config, builder, shutdown)
+            run_shard(config, builder, shutdown, drained_shards)
                 .await
                 .map_err(|e| format!("{e:#}"))
         }
     })
     .context("starting the shard executors")?;
+    drop(admin);
     let mut first_error = None;
     for result in results {
         if let Err(error) = result {
@@ -164,10 +177,13 @@ async fn run_shard(
     config: Arc<ServerConfig>,
     builder: mesh::Builder<ShardRequest>,
     shutdown: Arc<AtomicBool>,
+    drained_shards: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
     let (mesh, receivers) = Mesh::join(builder).await?;
     let id = mesh.shard_id();
+    crate::metrics::bind_shard(id);
     let cache = Rc::new(BatchCache::new(config.batch_cache_bytes_per_shard));
+    let cache_for_views = Rc::clone(&cache);
     let space = Rc::new(SpaceGuard::for_dir(
         &config.data_dir,
         config.disk_free_threshold_bytes,
@@ -212,15 +228,23 @@ async fn run_shard(
         shard.broadcast_metadata(initial).await;
     }
     shard.wait_ready().await;
+    crate::metrics::readiness().set_recovered(id);
 
     let listener = ShardListener::bind(config.kafka_addr)
         .map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {}: {e}", config.kafka_addr))?;
     tracing::debug!(shard = id, "listening");
+    crate::metrics::readiness().set_listening(id, true);
 
     let stop = Rc::new(StopSignal::default());
     glommio::spawn_local(watch_shutdown(
         Rc::clone(&shard),
         shutdown,
+        Rc::clone(&stop),
+    ))
+    .detach();
+    glommio::spawn_local(crate::admin::shard_view::publish_until_stopped(
+        Rc::clone(&shard),
+        Rc::clone(&cache_for_views),
         Rc::clone(&stop),
     ))
     .detach();
@@ -233,7 +257,12 @@ async fn run_shard(
     let drained = Rc::new(Notify::default());
     let handler = {
         let shard = Rc::clone(&shard);
-        Rc::new(move |frame, client_host| Rc::clone(&shard).handle_frame(frame, client_host))
+        Rc::new(move |frame, client_host| {
+            let shard = Rc::clone(&shard);
+            crate::metrics::requests::timed(frame, move |frame| {
+                shard.handle_frame(frame, client_host)
+            })
+        })
     };
     loop {
         let accepted =
@@ -252,6 +281,7 @@ async fn run_shard(
             }
         };
         live.set(live.get() + 1);
+        crate::metrics::connection_opened();
         let (live, drained, handler, stop) = (
             Rc::clone(&live),
             Rc::clone(&drained),
@@ -260,11 +290,13 @@ async fn run_shard(
         );
         glommio::spawn_local(async move {
             connection::serve(stream, limits, handler, stop).await;
+            crate::metrics::connection_closed();
             live.set(live.get() - 1);
             drained.notify_all();
         })
         .detach();
     }
+    crate::metrics::readiness().set_listening(id, false);
     listener.close();
     // Members blocked in JoinGroup or SyncGroup would hold the drain for their rebalance
     // timeout: answer them now, so their clients look for the coordinator again.
@@ -272,6 +304,16 @@ async fn run_shard(
     // Connections stop reading at the stop signal; what is in flight finishes and is answered.
     let _ = glommio::timer::timeout(DRAIN_TIMEOUT, async {
         drained.wait_for(|| (live.get() == 0).then_some(())).await;
+        Ok(())
+    })
+    .await;
+    // Other shards' last requests may still need this shard's partitions (a long-poll fetch
+    // waiting here for data): keep serving the mesh until every shard has drained.
+    drained_shards.fetch_add(1, Ordering::AcqRel);
+    let _ = glommio::timer::timeout(DRAIN_TIMEOUT, async {
+        while drained_shards.load(Ordering::Acquire) < config.shard_count {
+            glommio::timer::sleep(DRAIN_BARRIER_POLL).await;
+        }
         Ok(())
     })
     .await;

@@ -6,7 +6,6 @@
 mod common_kafka;
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -16,14 +15,13 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest, TopicName,
+    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use common_kafka::{Broker, Client};
+use common_kafka::{create_topic, metric_sum, parse_metrics, produce_batch, Broker, Client};
 use ringlog::group::{offsets_partition_for, OFFSETS_TOPIC};
 
 const TOPIC: &str = "orders";
@@ -44,17 +42,6 @@ const FAST_GROUPS: &str =
 
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
-}
-
-fn create_topic(client: &mut Client, partitions: i32) {
-    let mut topic = CreatableTopic::default();
-    topic.name = TopicName(s(TOPIC));
-    topic.num_partitions = partitions;
-    topic.replication_factor = 1;
-    let mut request = CreateTopicsRequest::default();
-    request.topics = vec![topic];
-    request.timeout_ms = 30_000;
-    assert_eq!(client.send(5, &request).topics[0].error_code, NONE);
 }
 
 fn join(client: &mut Client, group: &str, member_id: &str, metadata: Bytes) -> JoinGroupResponse {
@@ -164,7 +151,7 @@ fn find_coordinator(client: &mut Client, group: &str) {
 fn a_membership_cycle_answers_the_codes_clients_expect() {
     let broker = Broker::start_with_config(FAST_GROUPS);
     let mut client = broker.client();
-    create_topic(&mut client, 2);
+    create_topic(&mut client, TOPIC, 2);
     find_coordinator(&mut client, "cycle");
 
     let first = join(&mut client, "cycle", "", Bytes::from_static(b"sub"));
@@ -351,7 +338,7 @@ fn bad_joins_are_refused_and_the_broker_keeps_serving() {
 fn commits_survive_sigkill() {
     let mut broker = Broker::start_with_config(FAST_GROUPS);
     let mut client = broker.client();
-    create_topic(&mut client, 3);
+    create_topic(&mut client, TOPIC, 3);
     for round in 1..=20i64 {
         let codes = commit(
             &mut client,
@@ -378,7 +365,7 @@ fn the_offsets_log_is_rewritten_and_stays_bounded() {
     );
     let mut broker = Broker::start_with_config(&config);
     let mut client = broker.client();
-    create_topic(&mut client, 4);
+    create_topic(&mut client, TOPIC, 4);
     let groups = ["alpha", "beta", "gamma"];
     let rounds = 400i64;
     for round in 1..=rounds {
@@ -495,7 +482,7 @@ fn stopping_the_broker_answers_members_waiting_in_a_join() {
 fn deleting_a_topic_drops_its_committed_offsets() {
     let mut broker = Broker::start_with_config(FAST_GROUPS);
     let mut client = broker.client();
-    create_topic(&mut client, 2);
+    create_topic(&mut client, TOPIC, 2);
     assert_eq!(
         commit(&mut client, "reader", "", -1, TOPIC, &[(0, 11), (1, 12)]),
         vec![NONE, NONE]
@@ -504,7 +491,7 @@ fn deleting_a_topic_drops_its_committed_offsets() {
         .with_topic_names(vec![TopicName(s(TOPIC))])
         .with_timeout_ms(30_000);
     assert_eq!(client.send(4, &delete).responses[0].error_code, NONE);
-    create_topic(&mut client, 2);
+    create_topic(&mut client, TOPIC, 2);
     assert_eq!(committed(&mut client, "reader", &[0, 1]), vec![-1, -1]);
     broker.restart();
     let mut client = broker.client();
@@ -513,4 +500,35 @@ fn deleting_a_topic_drops_its_committed_offsets() {
         vec![-1, -1],
         "the tombstones are durable"
     );
+}
+
+#[test]
+fn consumer_lag_is_exported_per_group_and_topic() {
+    let broker = Broker::start_with_config(FAST_GROUPS);
+    let mut client = broker.client();
+    create_topic(&mut client, TOPIC, 2);
+    assert_eq!(produce_batch(&mut client, TOPIC, 0, 10, 1).0, NONE);
+    assert_eq!(produce_batch(&mut client, TOPIC, 1, 4, 1).0, NONE);
+    assert_eq!(
+        commit(&mut client, "lagging", "", -1, TOPIC, &[(0, 3), (1, 1)]),
+        vec![NONE, NONE]
+    );
+    // Lag is computed every few seconds; wait for the first round that sees the commit.
+    let labels = [("group", "lagging"), ("topic", TOPIC)];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, text) = common_kafka::http_get(broker.admin_addr, "/metrics").expect("scrape");
+        assert_eq!(status, 200);
+        let samples = parse_metrics(&text);
+        let lag = metric_sum(&samples, "ringlog_consumer_group_lag", &labels);
+        if lag == 10.0 {
+            assert!(metric_sum(&samples, "ringlog_consumer_groups", &[]) >= 1.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lag never reached 7 + 3 (last {lag})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }

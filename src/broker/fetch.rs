@@ -125,6 +125,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
         outcomes = shard.fetch(&reads).await;
     }
 
+    crate::metrics::requests::errors(
+        request.api_key as i16,
+        outcomes.iter().map(|o| o.error_code),
+    );
     let (session_id, answered) = match plan {
         SessionPlan::None => (INVALID_SESSION_ID, vec![true; outcomes.len()]),
         SessionPlan::New(id) => {
@@ -150,6 +154,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
             batches.push(batch);
         }
         first &= batches.is_empty();
+        crate::metrics::topic_fetched(&id.topic, &batches);
         let mut data = PartitionData::default();
         data.partition_index = id.partition;
         data.error_code = outcome.error_code;

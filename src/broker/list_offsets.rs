@@ -64,7 +64,10 @@ fn failed(error_code: i16) -> OffsetAnswer {
 }
 
 impl Shard {
-    async fn list_offsets(self: &Rc<Self>, queries: &[OffsetQuery]) -> Vec<OffsetAnswer> {
+    pub(crate) async fn list_offsets(
+        self: &Rc<Self>,
+        queries: &[OffsetQuery],
+    ) -> Vec<OffsetAnswer> {
         self.on_owners(
             queries.to_vec(),
             failed,

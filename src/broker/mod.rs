@@ -17,6 +17,7 @@ mod fetch_session;
 mod find_coordinator;
 mod group_admin;
 mod group_membership;
+mod group_metrics;
 mod group_offsets;
 mod group_route;
 mod incremental_alter_configs;
@@ -60,6 +61,8 @@ const PRODUCER_ID_BLOCK: u64 = 1000;
 /// How often group timers are checked; session timeouts are 6 s or more, so 100 ms is precise
 /// enough and cheap.
 const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often consumer lag is computed for the metrics: a scrape interval's worth.
+const GROUP_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a shard waits for another to answer a metadata change or a controller call.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -83,6 +86,8 @@ pub struct Shard {
     mesh_permits: Rc<Semaphore>,
     /// The consumer groups whose offsets partitions this shard owns.
     groups: Rc<GroupCoordinator>,
+    /// Groups whose lag this shard exported last time, to withdraw those that went away.
+    lag_reported_groups: RefCell<HashSet<String>>,
 }
 
 impl Shard {
@@ -113,6 +118,7 @@ impl Shard {
             fetch_sessions: fetch_session::FetchSessions::new(shard_id),
             mesh_permits: Rc::new(Semaphore::new(MESH_INFLIGHT_MAX as u64)),
             groups,
+            lag_reported_groups: RefCell::new(HashSet::new()),
         })
     }
 
@@ -349,6 +355,18 @@ impl Shard {
                     since_expiry = Duration::ZERO;
                     shard.expire_group_offsets();
                 }
+            }
+        })
+        .detach();
+        // Apart from the timers: lag needs other shards' answers, which must not delay them.
+        let shard = Rc::downgrade(self);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(GROUP_METRICS_INTERVAL).await;
+                let Some(shard) = shard.upgrade() else {
+                    break;
+                };
+                shard.publish_group_metrics().await;
             }
         })
         .detach();

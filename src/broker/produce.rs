@@ -64,6 +64,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
         }
     }))
     .await;
+    crate::metrics::requests::errors(
+        request.api_key as i16,
+        outcomes.iter().map(|o| o.error_code),
+    );
     if acks == 0 {
         return Ok(Outcome::Silent);
     }

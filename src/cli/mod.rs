@@ -2,3 +2,4 @@
 //! which `main` prints as one line.
 
 pub mod dump_log;
+pub mod tune;

@@ -82,6 +82,18 @@ impl GroupCoordinator {
         self.groups.borrow().len()
     }
 
+    /// (group, partition, committed offset) of every offset this shard keeps.
+    pub fn committed_offsets(&self) -> Vec<(String, TopicPartition, i64)> {
+        let groups = self.groups.borrow();
+        let mut committed = Vec::new();
+        for group in groups.values().filter(|g| g.state() != GroupState::Dead) {
+            for (partition, offset) in &group.offsets {
+                committed.push((group.id.clone(), partition.clone(), offset.value.offset));
+            }
+        }
+        committed
+    }
+
     /// Rebuilds the groups stored in offsets partition `index` and starts serving them.
     pub async fn load(&self, index: i32, partition: Rc<Partition>) {
         let started = Instant::now();

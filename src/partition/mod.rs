@@ -144,6 +144,7 @@ impl Partition {
             Ok(info) => info,
             Err(error) => return storage_outcome(&error),
         };
+        crate::metrics::topic_produced(&self.id.topic, info.records_count, info.size_bytes);
         if let Some(bytes) = header_bytes {
             let header = batch::peek_header(&bytes).expect("checked before the append");
             self.producers

@@ -68,19 +68,23 @@ impl<M: Send + 'static> Mesh<M> {
             "a shard serves itself without the mesh"
         );
         let (reply, answer) = oneshot::channel();
+        let started = std::time::Instant::now();
         let exchange = async {
             self.senders
                 .send_to(shard, make(reply))
                 .await
                 .map_err(|_| MeshError::ShardGone(shard))?;
+            crate::metrics::mesh_sent();
             answer.await.map_err(|_| MeshError::ShardGone(shard))
         };
-        glommio::timer::timeout(timeout, async { Ok(exchange.await) })
+        let result = glommio::timer::timeout(timeout, async { Ok(exchange.await) })
             .await
             .unwrap_or(Err(MeshError::TimedOut {
                 shard,
                 timeout_ms: timeout.as_millis() as u64,
-            }))
+            }));
+        crate::metrics::mesh_call_done(metrics_outcome(&result), started.elapsed());
+        result
     }
 
     /// Sends without waiting for an answer.
@@ -88,10 +92,20 @@ impl<M: Send + 'static> Mesh<M> {
         self.senders
             .send_to(shard, message)
             .await
-            .map_err(|_| MeshError::ShardGone(shard))
+            .map_err(|_| MeshError::ShardGone(shard))?;
+        crate::metrics::mesh_sent();
+        Ok(())
     }
 
     pub fn close(&self) {
         self.senders.close();
+    }
+}
+
+fn metrics_outcome<R>(result: &Result<R, MeshError>) -> crate::metrics::MeshOutcome {
+    match result {
+        Ok(_) => crate::metrics::MeshOutcome::Answered,
+        Err(MeshError::TimedOut { .. }) => crate::metrics::MeshOutcome::TimedOut,
+        Err(MeshError::ShardGone(_)) => crate::metrics::MeshOutcome::ShardGone,
     }
 }

@@ -3,6 +3,7 @@
 //! executor call outside the storage file layer lives here.
 
 pub mod mesh;
+pub mod stats;
 pub mod topology;
 
 use std::future::Future;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
 use super::error::{Result, StorageError};
+use crate::metrics::{timed_io, IoOp};
 
 /// O_DIRECT alignment assumed by the log format (positions of tail rewrites, read windows).
 pub const PAGE_SIZE_BYTES: u64 = 4096;
@@ -67,9 +68,7 @@ impl DirectFile {
     pub async fn write_rc_at(&self, buffer: Rc<AlignedBuffer>, position: u64) -> Result<()> {
         debug_assert_eq!(position % PAGE_SIZE_BYTES, 0);
         let expected = buffer.len();
-        let written = self
-            .file
-            .write_rc_at(buffer, position)
+        let written = timed_io(IoOp::Write, self.file.write_rc_at(buffer, position))
             .await
             .map_err(|e| self.error("writing", e.into()))?;
         if written != expected {
@@ -88,17 +87,14 @@ impl DirectFile {
         if size_bytes == 0 {
             return Ok(Bytes::new());
         }
-        let result = self
-            .file
-            .read_at(position, size_bytes)
+        let result = timed_io(IoOp::Read, self.file.read_at(position, size_bytes))
             .await
             .map_err(|e| self.error("reading", e.into()))?;
         Ok(Bytes::from_owner(ShardOwned::new(result)))
     }
 
     pub async fn sync(&self) -> Result<()> {
-        self.file
-            .fdatasync()
+        timed_io(IoOp::Fsync, self.file.fdatasync())
             .await
             .map_err(|e| self.error("fdatasync", e.into()))
     }

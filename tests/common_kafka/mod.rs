@@ -28,35 +28,53 @@ pub struct Broker {
     child: Option<Child>,
     root: tempfile::TempDir,
     pub kafka_addr: SocketAddr,
-    admin_addr: SocketAddr,
-    /// A TOML file passed with `--config`, when the test wants settings of its own.
-    config_file: Option<PathBuf>,
+    /// The HTTP admin listener (`/metrics`, `/v1/health`, `/v1/ready`…).
+    pub admin_addr: SocketAddr,
+    /// Flags added to `ringlog serve` on every start.
+    extra_args: Vec<String>,
 }
 
 impl Broker {
     /// Starts a broker with two shards and waits until it answers ApiVersions.
     pub fn start() -> Broker {
-        Broker::start_with_config("")
+        Broker::start_with(&[])
     }
 
-    /// Starts a broker with `config_toml` as its configuration file (empty: none).
+    /// Like `start`, with more flags for `ringlog serve`.
+    pub fn start_with(extra_args: &[&str]) -> Broker {
+        let mut broker = Broker::launch_with(extra_args);
+        broker.wait_ready();
+        broker
+    }
+
+    /// Starts a broker with `config_toml` as its configuration file (`--config`).
     pub fn start_with_config(config_toml: &str) -> Broker {
+        let mut broker = Broker::new(&[]);
+        let path = broker.root.path().join("ringlog.toml");
+        std::fs::write(&path, config_toml).expect("write config");
+        broker.extra_args.push("--config".into());
+        broker.extra_args.push(path.display().to_string());
+        broker.spawn();
+        broker
+    }
+
+    /// Starts the process and returns at once, without waiting for it to serve.
+    pub fn launch_with(extra_args: &[&str]) -> Broker {
+        let mut broker = Broker::new(extra_args);
+        broker.launch();
+        broker
+    }
+
+    fn new(extra_args: &[&str]) -> Broker {
         let root = tempfile::tempdir().expect("temporary directory");
         let [kafka_port, admin_port] = free_ports();
-        let config_file = (!config_toml.is_empty()).then(|| {
-            let path = root.path().join("ringlog.toml");
-            std::fs::write(&path, config_toml).expect("write config");
-            path
-        });
-        let mut broker = Broker {
+        Broker {
             child: None,
             root,
             kafka_addr: format!("127.0.0.1:{kafka_port}").parse().unwrap(),
             admin_addr: format!("127.0.0.1:{admin_port}").parse().unwrap(),
-            config_file,
-        };
-        broker.spawn();
-        broker
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+        }
     }
 
     /// SIGKILL (no chance to flush), then a start on the same ports and data.
@@ -81,39 +99,52 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.root.path().join("broker.log"))
             .expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ringlog"));
-        if let Some(config_file) = &self.config_file {
-            command.arg("serve").arg("--config").arg(config_file);
-        } else {
-            command.arg("serve");
-        }
-        let child = command
+        let child = Command::new(env!("CARGO_BIN_EXE_ringlog"))
+            .arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--kafka-addr", &self.kafka_addr.to_string()])
             .args(["--admin-addr", &self.admin_addr.to_string()])
             .args(["--smp", "2"])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("ringlog starts");
         self.child = Some(child);
-        self.wait_ready();
+    }
+
+    /// Sends SIGTERM without waiting for the process to exit.
+    pub fn signal_stop(&self) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
     }
 
     /// SIGTERM, then SIGKILL after `STOP_TIMEOUT`; the exit status when it stopped by itself.
-    fn stop(&mut self) -> Option<ExitStatus> {
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.signal_stop();
+        self.wait_exit()
+    }
+
+    /// Waits for the process to exit by itself, at most `STOP_TIMEOUT`, then kills it; the
+    /// exit status when it stopped by itself.
+    pub fn wait_exit(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
-        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             match child.try_wait() {
@@ -122,9 +153,7 @@ impl Broker {
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 _ => {
-                    eprintln!(
-                        "ringlog did not stop within {STOP_TIMEOUT:?} of SIGTERM; killing it"
-                    );
+                    eprintln!("ringlog did not stop within {STOP_TIMEOUT:?}; killing it");
                     let _ = child.kill();
                     let _ = child.wait();
                     return None;
@@ -146,7 +175,8 @@ impl Broker {
         Client::connect(self.kafka_addr)
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the broker answers ApiVersions.
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut() {
@@ -291,4 +321,130 @@ impl Client {
 
 fn api_key<R: Request>() -> ApiKey {
     ApiKey::try_from(R::KEY).expect("a known API key")
+}
+
+/// How long a test waits for an admin HTTP answer.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest admin answer a test reads.
+const HTTP_BODY_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// `GET path` on the admin listener: the status code and the body. `Err` when nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream
+        .take(HTTP_BODY_MAX_BYTES)
+        .read_to_string(&mut answer)?;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| bad("no status code"))?;
+    Ok((status, body.to_string()))
+}
+
+/// One sample of a Prometheus text exposition.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The samples of a Prometheus text exposition (comments skipped). Label values in ringlog's
+/// output never contain `,` or `"`, which keeps this parser small.
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split(',')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').expect("label=value");
+                (key.to_string(), value.trim_matches('"').to_string())
+            })
+            .collect();
+        samples.push(Sample {
+            name: name.to_string(),
+            labels,
+            value: value.parse().expect("a number"),
+        });
+    }
+    samples
+}
+
+/// The sum of every sample named `name` whose labels include all of `labels`.
+pub fn metric_sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+/// Creates `name` with `partitions` partitions (replication factor 1); panics on an error.
+pub fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    let mut topic = CreatableTopic::default();
+    topic.name = TopicName(StrBytes::from_string(name.to_string()));
+    topic.num_partitions = partitions;
+    topic.replication_factor = 1;
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 30_000;
+    let response = client.send(5, &request);
+    assert_eq!(response.topics[0].error_code, 0, "creating {name}");
+}
+
+/// Produces one batch of `records` records to `name`/`partition` with `acks`; returns the
+/// partition's error code and the batch's size in bytes.
+pub fn produce_batch(
+    client: &mut Client,
+    name: &str,
+    partition: i32,
+    records: i32,
+    acks: i16,
+) -> (i16, usize) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    let batch = ringlog::storage::batch::build_batch(1_700_000_000_000, records, b"payload", None);
+    let size_bytes = batch.len();
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(Bytes::from(batch));
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(StrBytes::from_string(name.to_string()));
+    topic.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 30_000;
+    request.topic_data = vec![topic];
+    let response = client.send(9, &request);
+    (
+        response.responses[0].partition_responses[0].error_code,
+        size_bytes,
+    )
 }
