@@ -1,0 +1,437 @@
+"""Consumer groups with real clients: queues, publish-subscribe, resuming from committed offsets
+(also across a broker `kill -9`), cooperative rebalancing, the admin APIs, and the error codes
+and refusals of the group APIs on the wire.
+
+Every broker here runs with `group_initial_rebalance_delay_ms = 0` (a group completes its first
+rebalance as soon as its members have joined) and `group_min_session_timeout_ms = 1000`, so that
+members can use session timeouts of a few seconds. Nothing asserts on timing: "exactly once"
+means the (partition, offset) pairs received equal the pairs produced, with no repeats.
+"""
+
+import json
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka import TopicPartition as RdTopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, ConsumerGroupState
+from confluent_kafka.admin import AdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import GroupIdNotFoundError, NoError, NonEmptyGroupError
+from kafka.protocol.admin import DescribeGroupsRequest_v0
+from kafka.protocol.commit import OffsetCommitRequest_v2
+from kafka.protocol.group import (HeartbeatRequest_v1, JoinGroupRequest_v3, LeaveGroupRequest_v1,
+                                  MemberAssignment, ProtocolMetadata, SyncGroupRequest_v1)
+from kafka.structs import OffsetAndMetadata
+
+import group_member
+import rdkafka
+import wire
+
+HERE = Path(__file__).resolve().parent
+
+GROUP_CONFIG = """\
+[group]
+group_initial_rebalance_delay_ms = 0
+group_min_session_timeout_ms = 1000
+"""
+
+SESSION_TIMEOUT_MS = 3000
+WAIT_S = 60  # upper bound for anything a test waits for; normally seconds
+
+# Kafka error codes (https://kafka.apache.org/protocol#protocol_error_codes).
+NONE = 0
+UNKNOWN_TOPIC_OR_PARTITION = 3
+ILLEGAL_GENERATION = 22
+UNKNOWN_MEMBER_ID = 25
+INVALID_SESSION_TIMEOUT = 26
+REBALANCE_IN_PROGRESS = 27
+INVALID_REQUEST = 42
+GROUP_ID_NOT_FOUND = 69
+GROUP_SUBSCRIBED_TO_TOPIC = 86
+
+OFFSET_COMMIT = 8
+OFFSET_DELETE = 47
+JOIN_GROUP = 11
+SYNC_GROUP = 14
+
+
+@pytest.fixture
+def broker_config():
+    return GROUP_CONFIG
+
+
+@pytest.fixture(autouse=True)
+def long_polls_done_before_teardown(broker):
+    """Gives the last long-poll Fetch of closed consumers time to finish before the broker
+    fixture sends SIGTERM: one still in flight across both shards keeps the broker from
+    exiting for its whole 15 s drain timeout (the broker bug that
+    test_sigterm_with_a_fetch_spanning_both_shards_in_flight_exits_promptly shows)."""
+    yield
+    time.sleep(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def wait_until(predicate, what, timeout_s=WAIT_S):
+    """Poll `predicate` until it returns something true and return that; fail after
+    `timeout_s` with `what()` (a description of the state) in the message."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what()}")
+        time.sleep(0.05)
+
+
+def produce(broker, topic, count, partitions, tag):
+    """`count` messages spread evenly over `partitions`; {(partition, offset): value}."""
+    values = [f"{tag}-{i}" for i in range(count)]
+    delivered = rdkafka.produce(broker.bootstrap, topic,
+                                [{"value": v.encode(), "partition": i % partitions}
+                                 for i, v in enumerate(values)])
+    return {(d.partition, d.offset): v for d, v in zip(delivered, values)}
+
+
+def assert_exactly_once(received, produced, who):
+    """`received` ([(partition, offset, value)]) holds every produced message once, no other."""
+    counts = Counter((p, o) for p, o, _ in received)
+    repeated = sorted(key for key, n in counts.items() if n > 1)
+    missing = sorted(set(produced) - set(counts))
+    unexpected = sorted(set(counts) - set(produced))
+    wrong_values = sorted((p, o) for p, o, v in received if (p, o) in produced
+                          and produced[(p, o)] != v)
+    assert not (repeated or missing or unexpected or wrong_values), (
+        f"{who}: {len(received)} messages received for {len(produced)} produced; "
+        f"read more than once: {repeated[:10]} ({len(repeated)}); never read: {missing[:10]} "
+        f"({len(missing)}); not produced: {unexpected[:10]}; wrong value: {wrong_values[:10]}")
+
+
+def committed_offsets(broker, group, topic):
+    """{partition: committed offset} of `group` as the broker reports it (OffsetFetch)."""
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        offsets = admin.list_consumer_group_offsets(group)
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+class Reports:
+    """The reports of one group member (see group_member.py), as they arrive."""
+
+    def __init__(self, name):
+        self.name = name
+        self._lock = threading.Lock()
+        self._items = []
+
+    def add(self, report):
+        with self._lock:
+            self._items.append(report)
+
+    def all(self):
+        with self._lock:
+            return list(self._items)
+
+    def assignment(self):
+        """The partitions the member holds now (eager protocol: each assignment is whole)."""
+        held = set()
+        for report in self.all():
+            if report["event"] == "assigned":
+                held = set(report["partitions"])
+            elif report["event"] in ("revoked", "closed"):
+                held = set()
+        return held
+
+    def records(self):
+        return [tuple(r) for report in self.all() if report["event"] == "records"
+                for r in report["records"]]
+
+    def committed(self):
+        """{partition: the highest offset the member committed}."""
+        done = {}
+        for report in self.all():
+            if report["event"] == "committed":
+                for p, o in report["offsets"].items():
+                    done[int(p)] = max(done.get(int(p), 0), o)
+        return done
+
+    def errors(self):
+        return [r["error"] for r in self.all() if r["event"] == "error"]
+
+    def __repr__(self):
+        return (f"{self.name}: holds {sorted(self.assignment())}, {len(self.records())} records, "
+                f"committed {self.committed()}, errors {self.errors()}")
+
+
+class ThreadMember(Reports):
+    """group_member.run_member in a thread of the test process."""
+
+    def __init__(self, name, bootstrap, topic, group, **options):
+        super().__init__(name)
+        self._stop = threading.Event()
+
+        def body():
+            try:
+                group_member.run_member(bootstrap, topic, group, self.add, self._stop,
+                                        client_id=name, **options)
+            except Exception as exc:  # noqa: BLE001 - reported, the test shows it
+                self.add({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
+
+        self._thread = threading.Thread(target=body, name=f"member-{name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s=30):
+        """Leave the group (KafkaConsumer.close sends LeaveGroup) and wait for the thread."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"{self.name} did not close within {timeout_s} s"
+
+
+class ProcessMember(Reports):
+    """group_member.py in its own process, so that it can be killed with SIGKILL."""
+
+    def __init__(self, name, bootstrap, topic, group, stderr_path, pause_ms=0):
+        super().__init__(name)
+        self._stderr = open(stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "group_member.py"), "--bootstrap", bootstrap,
+             "--topic", topic, "--group", group, "--client-id", name,
+             "--session-timeout-ms", str(SESSION_TIMEOUT_MS), "--pause-ms", str(pause_ms)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr)
+        self._reader = threading.Thread(target=self._read, name=f"reader-{name}", daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.add(json.loads(line))
+
+    def kill(self):
+        """SIGKILL: the member vanishes without leaving the group."""
+        self.proc.kill()
+        self.proc.wait()
+        self._reader.join(10)
+
+    def stop(self, timeout_s=30):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout_s)
+        self._reader.join(10)
+        self._stderr.close()
+
+
+@pytest.fixture
+def members(broker, tmp_path):
+    """Starts group members and stops every one still running at the end of the test."""
+    started = []
+
+    class Factory:
+        def thread(self, name, topic, group, **options):
+            member = ThreadMember(name, broker.bootstrap, topic, group,
+                                  session_timeout_ms=SESSION_TIMEOUT_MS, **options)
+            started.append(member)
+            return member
+
+        def process(self, name, topic, group, **options):
+            member = ProcessMember(name, broker.bootstrap, topic, group,
+                                   tmp_path / f"{name}.stderr", **options)
+            started.append(member)
+            return member
+
+    yield Factory()
+    for member in started:
+        try:
+            member.stop()
+        except (AssertionError, subprocess.TimeoutExpired):
+            pass
+
+
+def split_between(members_, partitions):
+    """True once every member holds partitions, none shared, all of `partitions` held."""
+    held = [m.assignment() for m in members_]
+    union = set().union(*held)
+    return (all(held) and sum(len(h) for h in held) == len(union)
+            and union == set(range(partitions)))
+
+
+def received_all(members_, produced):
+    got = {(p, o) for m in members_ for p, o, _ in m.records()}
+    return set(produced) <= got
+
+
+# ---------------------------------------------------------------------------------------------
+# Queue, publish-subscribe, resume
+
+
+@pytest.mark.timeout(90)
+def test_queue_members_split_partitions_and_a_leaving_member_s_partitions_resume_at_its_commit(
+        broker, members):
+    """Queue semantics with kafka-python: two members of one group on a 4-partition topic each
+    get partitions (disjoint, together all four) and together receive every message exactly
+    once, each only from its own partitions. When one leaves (close: LeaveGroup) the other
+    takes over its partitions, starting exactly at the offsets the leaver committed, so
+    across both phases every message is read exactly once."""
+    topic, group = "queue-leave", "queue-leave-group"
+    rdkafka.create_topic(broker.bootstrap, topic, 4)
+    a = members.thread("a", topic, group)
+    b = members.thread("b", topic, group)
+    wait_until(lambda: split_between([a, b], 4), lambda: f"a split of 4 partitions: {a}; {b}")
+
+    first = produce(broker, topic, 1000, 4, "first")
+    wait_until(lambda: received_all([a, b], first), lambda: f"all of 1000 messages: {a}; {b}")
+    assert_exactly_once(a.records() + b.records(), first, "members a and b")
+    for member in (a, b):
+        assert {p for p, _, _ in member.records()} <= member.assignment(), member
+    a_partitions, a_committed = a.assignment(), a.committed()
+    ends = {p: 1 + max(o for q, o in first if q == p) for p in range(4)}
+    assert a_committed == {p: ends[p] for p in a_partitions}, "a committed all it read"
+
+    a.stop()
+    wait_until(lambda: b.assignment() == {0, 1, 2, 3}, lambda: f"b to hold all: {b}")
+    second = produce(broker, topic, 1000, 4, "second")
+    wait_until(lambda: received_all([b], second), lambda: f"b to read 1000 more: {b}")
+    assert_exactly_once(a.records() + b.records(), {**first, **second}, "both phases")
+    for p in a_partitions:
+        taken_over = [o for q, o, _ in b.records() if q == p]
+        assert min(taken_over) == a_committed[p], (
+            f"b started partition {p} at {min(taken_over)}, a had committed {a_committed[p]}")
+    assert not a.errors() and not b.errors(), (a, b)
+
+
+@pytest.mark.timeout(90)
+def test_queue_a_killed_member_s_partitions_go_to_the_survivor_after_its_session_timeout(
+        broker, members):
+    """A member in its own process is SIGKILLed while it consumes (no LeaveGroup). After its
+    session timeout the survivor holds all four partitions and resumes each of the dead
+    member's partitions exactly at the offset committed when it died: no message is lost,
+    and no message below a committed offset is read twice (only messages the dead member had
+    read but not yet committed may be read again, as Kafka's at-least-once promises)."""
+    topic, group = "queue-kill", "queue-kill-group"
+    rdkafka.create_topic(broker.bootstrap, topic, 4)
+    doomed = members.process("doomed", topic, group, pause_ms=20)
+    survivor = members.thread("survivor", topic, group, pause_ms=20)
+    wait_until(lambda: split_between([doomed, survivor], 4),
+               lambda: f"a split of 4 partitions: {doomed}; {survivor}")
+
+    first = produce(broker, topic, 2000, 4, "first")
+    wait_until(lambda: len(doomed.records()) >= 200, lambda: f"doomed to read 200: {doomed}")
+    doomed.kill()
+    doomed_partitions = doomed.assignment()
+    # A commit the member sent just before dying lands within milliseconds; its session
+    # (3 s, renewed by that commit) keeps the partitions away from the survivor far longer.
+    time.sleep(0.5)
+    at_death = committed_offsets(broker, group, topic)
+    assert all(at_death.get(p, 0) >= o for p, o in doomed.committed().items()), (
+        f"the broker's committed offsets {at_death} are behind what the member saw "
+        f"committed: {doomed.committed()}")
+
+    wait_until(lambda: survivor.assignment() == {0, 1, 2, 3},
+               lambda: f"the survivor to hold all 4 partitions: {survivor}")
+    second = produce(broker, topic, 400, 4, "second")
+    produced = {**first, **second}
+    wait_until(lambda: received_all([doomed, survivor], produced),
+               lambda: f"every message read: {doomed}; {survivor}")
+
+    received = doomed.records() + survivor.records()
+    counts = Counter((p, o) for p, o, _ in received)
+    assert set(counts) == set(produced), "nothing lost, nothing invented"
+    read_twice_below_commit = sorted(
+        (p, o) for (p, o), n in counts.items() if n > 1 and o < at_death.get(p, 0))
+    assert not read_twice_below_commit, (
+        f"committed messages read again: {read_twice_below_commit[:10]}")
+    for p in doomed_partitions:
+        taken_over = sorted(o for q, o, _ in survivor.records() if q == p)
+        assert taken_over[0] == at_death.get(p, 0), (
+            f"the survivor resumed partition {p} at {taken_over[0]}, committed was "
+            f"{at_death.get(p, 0)}")
+    assert not survivor.errors(), survivor
+
+
+@pytest.mark.timeout(90)
+def test_publish_subscribe_every_group_receives_every_message(broker, members):
+    """Two groups on one topic (one with two members, one with one): each group as a whole
+    receives every message exactly once, independently of the other."""
+    topic = "pubsub"
+    rdkafka.create_topic(broker.bootstrap, topic, 4)
+    x1 = members.thread("x1", topic, "pubsub-x")
+    x2 = members.thread("x2", topic, "pubsub-x")
+    y1 = members.thread("y1", topic, "pubsub-y")
+    wait_until(lambda: split_between([x1, x2], 4) and split_between([y1], 4),
+               lambda: f"both groups assigned: {x1}; {x2}; {y1}")
+    produced = produce(broker, topic, 1000, 4, "pubsub")
+    wait_until(lambda: received_all([x1, x2], produced) and received_all([y1], produced),
+               lambda: f"both groups to read everything: {x1}; {x2}; {y1}")
+    assert_exactly_once(x1.records() + x2.records(), produced, "group pubsub-x")
+    assert_exactly_once(y1.records(), produced, "group pubsub-y")
+
+
+def consume_some(bootstrap, topic, group, want, deadline_s=WAIT_S):
+    """A kafka-python group consumer reads at least `want` records (or all that come within
+    the deadline), commits exactly the offsets after them, and closes."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=300,
+                             max_poll_records=100,
+                             fetch_max_wait_ms=group_member.FETCH_MAX_WAIT_MS)
+    records = []
+    try:
+        deadline = time.monotonic() + deadline_s
+        while len(records) < want and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records += [(r.partition, r.offset, r.value.decode()) for r in batch]
+        next_offsets = {}
+        for p, o, _ in records:
+            next_offsets[p] = max(next_offsets.get(p, 0), o + 1)
+        consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                         for p, o in next_offsets.items()})
+    finally:
+        consumer.close(autocommit=False)
+    return records, next_offsets
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("between", ["nothing", "broker kill -9 and restart"])
+def test_a_new_consumer_resumes_after_the_last_committed_offset(broker, between):
+    """Resume: a kafka-python consumer with a group id reads about half of 1,000 messages,
+    commits what it read and exits; a new consumer in the same group starts on each partition
+    exactly at the committed offset and reads the rest, so the two together read every message
+    exactly once. With a broker `kill -9` and restart in between, the committed offsets
+    (acknowledged only once durable) survive and the same holds."""
+    topic, group = "resume", "resume-group"
+    rdkafka.create_topic(broker.bootstrap, topic, 2)
+    produced = produce(broker, topic, 1000, 2, "resume")
+    first, committed = consume_some(broker.bootstrap, topic, group, 500)
+    assert 500 <= len(first) < 1000, f"the first consumer read {len(first)} messages"
+    assert committed_offsets(broker, group, topic) == committed
+
+    if between != "nothing":
+        broker.kill9()
+        broker.start()
+        assert committed_offsets(broker, group, topic) == committed, "after kill -9"
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        try:
+            assert (group, "consumer") in admin.list_consumer_groups()
+            [described] = admin.describe_consumer_groups([group])
+            assert described.state == "Empty" and not described.members
+        finally:
+            admin.close()
+
+    rest, _ = consume_some(broker.bootstrap, topic, group, 1000 - len(first))
+    assert_exactly_once(first + rest, produced, "the two consumers")
+    for p in range(2):
+        resumed_at = min((o for q, o, _ in rest if q == p), default=None)
+        if resumed_at is not None:
+            assert resumed_at == committed.get(p, 0), (
+                f"partition {p}: the new consumer started at {resumed_at}, "
+                f"the committed offset was {committed.get(p)}")
