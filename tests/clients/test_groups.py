@@ -19,9 +19,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions,
+                             KafkaException)
 from confluent_kafka import TopicPartition as RdTopicPartition
-from confluent_kafka import ConsumerGroupTopicPartitions, ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import GroupIdNotFoundError, NoError, NonEmptyGroupError
@@ -435,3 +435,197 @@ def test_a_new_consumer_resumes_after_the_last_committed_offset(broker, between)
             assert resumed_at == committed.get(p, 0), (
                 f"partition {p}: the new consumer started at {resumed_at}, "
                 f"the committed offset was {committed.get(p)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# confluent-kafka, cooperative-sticky
+
+
+class Journal:
+    """One ordered log of what every confluent-kafka member did: deliveries and successful
+    commits, so that "was this message read after its offset had been committed?" can be
+    answered."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.entries = []  # (kind, member, partition, offset); kind "read" or "committed"
+
+    def add(self, kind, member, pairs):
+        with self._lock:
+            self.entries.extend((kind, member, p, o) for p, o in pairs)
+
+    def reads(self):
+        with self._lock:
+            return [(m, p, o) for kind, m, p, o in self.entries if kind == "read"]
+
+
+class CooperativeMember:
+    """A confluent-kafka consumer with partition.assignment.strategy=cooperative-sticky in its
+    own thread: consume a batch, journal it, commit the offsets after it synchronously
+    (retrying while the group rebalances), journal the commit, repeat. Its assignment is
+    tracked from the incremental assign/revoke callbacks."""
+
+    def __init__(self, name, bootstrap, topic, group, journal):
+        self.name = name
+        self.journal = journal
+        self.held = set()
+        self.history = []  # ("assign" | "revoke" | "lost", [partitions])
+        self.errors = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, args=(bootstrap, topic, group),
+                                        name=f"coop-{name}", daemon=True)
+        self._thread.start()
+
+    def assignment(self):
+        with self._lock:
+            return set(self.held)
+
+    def _on_assign(self, consumer, partitions):
+        with self._lock:
+            self.held |= {tp.partition for tp in partitions}
+            self.history.append(("assign", sorted(tp.partition for tp in partitions)))
+
+    def _on_revoke(self, consumer, partitions, kind="revoke"):
+        with self._lock:
+            self.held -= {tp.partition for tp in partitions}
+            self.history.append((kind, sorted(tp.partition for tp in partitions)))
+
+    def _commit(self, consumer, topic, next_offsets):
+        offsets = [RdTopicPartition(topic, p, o) for p, o in next_offsets.items()]
+        for _ in range(200):
+            try:
+                result = consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() and error.name() not in (
+                        "REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"):
+                    raise
+                time.sleep(0.05)
+                continue
+            failed = [tp for tp in result if tp.error is not None]
+            if failed:
+                raise AssertionError(f"{self.name}: commit failed for {failed}")
+            self.journal.add("committed", self.name, next_offsets.items())
+            return
+        raise AssertionError(f"{self.name}: commit of {next_offsets} kept failing")
+
+    def _run(self, bootstrap, topic, group):
+        consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group, "client.id": self.name,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 300,
+            "fetch.wait.max.ms": group_member.FETCH_MAX_WAIT_MS}, logger=rdkafka.LOGGER)
+        try:
+            consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                               on_lost=lambda c, ps: self._on_revoke(c, ps, "lost"))
+            while not self._stop.is_set():
+                messages = consumer.consume(num_messages=50, timeout=0.1)
+                batch = []
+                for message in messages:
+                    if message.error() is not None:
+                        self.errors.append(str(message.error()))
+                        continue
+                    batch.append((message.partition(), message.offset()))
+                if not batch:
+                    continue
+                self.journal.add("read", self.name, batch)
+                next_offsets = {}
+                for p, o in batch:
+                    next_offsets[p] = max(next_offsets.get(p, 0), o + 1)
+                self._commit(consumer, topic, next_offsets)
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            consumer.close()
+
+    def stop(self, timeout_s=30):
+        """Leave the group: close() revokes the partitions and sends LeaveGroup."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"{self.name} did not close within {timeout_s} s"
+
+    def __repr__(self):
+        return f"{self.name}: holds {sorted(self.assignment())}, errors {self.errors[:3]}"
+
+
+@pytest.mark.timeout(120)
+def test_cooperative_sticky_members_join_and_leave_one_by_one_without_loss_or_duplicates(
+        broker):
+    """confluent-kafka with cooperative-sticky assignment: three consumers join one at a time
+    and then leave one at a time while a producer keeps sending. After every change the
+    members hold disjoint partitions covering all four; rebalances are incremental (a member
+    already in the group never gives up all its partitions at once when another joins); and in
+    the end every message was read exactly once, none of them after its offset had been
+    committed, so nothing committed was lost or read twice."""
+    topic, group = "cooperative", "cooperative-group"
+    rdkafka.create_topic(broker.bootstrap, topic, 4)
+    journal = Journal()
+    produced = {}
+
+    def produce_batch(tag):
+        produced.update(produce(broker, topic, 300, 4, tag))
+
+    def wait_split(active):
+        wait_until(lambda: split_between(active, 4),
+                   lambda: f"a split of 4 partitions over {len(active)}: {active}")
+
+    def wait_read_all():
+        wait_until(lambda: set(produced) <= {(p, o) for _, p, o in journal.reads()},
+                   lambda: f"all {len(produced)} messages read: {active}")
+
+    active = []
+    started = []
+    try:
+        for name in ("c1", "c2", "c3"):
+            member = CooperativeMember(name, broker.bootstrap, topic, group, journal)
+            started.append(member)
+            active.append(member)
+            produce_batch(f"join-{name}")  # sent while the group rebalances
+            wait_split(active)
+            produce_batch(f"after-{name}")
+            wait_read_all()
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap}, logger=rdkafka.LOGGER)
+        described = admin.describe_consumer_groups([group])[group].result(timeout=30)
+        assert described.state == ConsumerGroupState.STABLE
+        assert described.partition_assignor == "cooperative-sticky"
+        assert len(described.members) == 3
+        for name in ("c3", "c2"):
+            leaving = active.pop()
+            assert leaving.name == name
+            produce_batch(f"leave-{name}")
+            leaving.stop()
+            wait_split(active)
+            produce_batch(f"after-leave-{name}")
+            wait_read_all()
+        active.pop().stop()
+    finally:
+        for member in started:
+            member.stop()
+
+    for member in started:
+        assert not member.errors, member
+    # c1 was there when c2 and c3 joined: cooperative rebalancing only takes away what moves.
+    c1 = started[0]
+    revoked = [ps for kind, ps in c1.history if kind in ("revoke", "lost")]
+    assert all(len(ps) < 4 for ps in revoked[:-1]), f"c1's history: {c1.history}"
+    reads = journal.reads()
+    assert_exactly_once([(p, o, produced[(p, o)]) for _, p, o in reads], produced,
+                        "three cooperative-sticky members")
+    committed = {}
+    for kind, member, p, o in journal.entries:
+        if kind == "committed":
+            committed[p] = max(committed.get(p, 0), o)
+        else:
+            assert o >= committed.get(p, 0), (
+                f"{member} read partition {p} offset {o} after offset {committed[p]} had been "
+                "committed")
+    ends = {p: 1 + max(o for q, o in produced if q == p) for p in range(4)}
+    assert committed == ends
+    final = rdkafka.consumer(broker.bootstrap, **{"group.id": group})
+    try:
+        stored = final.committed([RdTopicPartition(topic, p) for p in range(4)], timeout=30)
+    finally:
+        final.close()
+    assert {tp.partition: tp.offset for tp in stored} == ends
