@@ -629,3 +629,258 @@ def test_cooperative_sticky_members_join_and_leave_one_by_one_without_loss_or_du
     finally:
         final.close()
     assert {tp.partition: tp.offset for tp in stored} == ends
+
+
+# ---------------------------------------------------------------------------------------------
+# The group APIs on the wire: error codes and refusals
+
+
+class Raw:
+    """One connection speaking requests built with kafka-python's protocol classes (their
+    non-flexible versions: request header v1, response header v0)."""
+
+    def __init__(self, broker, timeout_s=30):
+        self.sock = socket.create_connection((broker.host, broker.kafka_port), timeout=timeout_s)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.next_correlation_id = 1
+
+    def send(self, request):
+        """Sends without waiting; returns what `receive` needs."""
+        correlation_id = self.next_correlation_id
+        self.next_correlation_id += 1
+        self.sock.sendall(wire.request_frame(request.API_KEY, request.API_VERSION,
+                                             correlation_id, request.encode(),
+                                             client_id="raw-group-tests"))
+        return request, correlation_id
+
+    def receive(self, sent):
+        request, correlation_id = sent
+        payload = wire.read_frame(self.sock)
+        (answered,) = struct.unpack(">i", payload[:4])
+        assert answered == correlation_id, f"answer {answered} to request {correlation_id}"
+        return request.RESPONSE_TYPE.decode(payload[4:])
+
+    def call(self, request):
+        return self.receive(self.send(request))
+
+    def close(self):
+        self.sock.close()
+
+
+def metadata_for(topic):
+    # Struct.encode as a class method: kafka-python's instance encode() holds only a weak
+    # reference to its instance, so a temporary would be gone before it encodes.
+    return ProtocolMetadata.encode([0, [topic], b""])
+
+
+def join_request(group, topic, member_id="", session_timeout_ms=6000, metadata=None):
+    """JoinGroup v3: no KIP-394 round trip, a new member is added at once."""
+    return JoinGroupRequest_v3(group=group, session_timeout=session_timeout_ms,
+                               rebalance_timeout=10000, member_id=member_id,
+                               protocol_type="consumer",
+                               group_protocols=[("range", metadata or metadata_for(topic))])
+
+
+def heartbeat_code(conn, group, member_id, generation):
+    return conn.call(HeartbeatRequest_v1(group=group, generation_id=generation,
+                                         member_id=member_id)).error_code
+
+
+def commit_codes(conn, group, member_id, generation, topic, offset=5, partition=0):
+    request = OffsetCommitRequest_v2(consumer_group=group, consumer_group_generation_id=generation,
+                                     consumer_id=member_id, retention_time=-1,
+                                     topics=[(topic, [(partition, offset, "")])])
+    return [code for _, partitions in conn.call(request).topics for _, code in partitions]
+
+
+def group_state(broker, group):
+    conn = Raw(broker)
+    try:
+        [(error_code, _, state, _, _, _)] = conn.call(DescribeGroupsRequest_v0(groups=[group])).groups
+    finally:
+        conn.close()
+    assert error_code == NONE
+    return state
+
+
+def assignment_of(topic, partitions):
+    return MemberAssignment.encode([0, [(topic, partitions)], b""])
+
+
+@pytest.mark.timeout(60)
+def test_membership_and_commit_error_codes_are_kafka_s(broker):
+    """Raw JoinGroup/SyncGroup/Heartbeat/OffsetCommit/LeaveGroup requests get Kafka's error
+    codes: INVALID_SESSION_TIMEOUT below group_min_session_timeout_ms; ILLEGAL_GENERATION for
+    a wrong generation (and for a commit with a generation to a group that does not exist);
+    UNKNOWN_MEMBER_ID for a member the group does not have; UNKNOWN_TOPIC_OR_PARTITION for a
+    commit to a missing topic; REBALANCE_IN_PROGRESS to a member's heartbeat and SyncGroup while
+    another member joins, and to a commit while the group waits for the leader's assignment
+    (a commit with the current generation during the join barrier is accepted, as in Kafka)."""
+    topic, group = "wire", "wire-group"
+    rdkafka.create_topic(broker.bootstrap, topic, 2)
+    a, b = Raw(broker), Raw(broker)
+    try:
+        assert a.call(join_request(group, topic, session_timeout_ms=500)).error_code == \
+            INVALID_SESSION_TIMEOUT
+
+        joined = a.call(join_request(group, topic))
+        assert joined.error_code == NONE, joined
+        m1, generation = joined.member_id, joined.generation_id
+        assert joined.leader_id == m1 and [m for m, _ in joined.members] == [m1]
+        synced = a.call(SyncGroupRequest_v1(group=group, generation_id=generation, member_id=m1,
+                                            group_assignment=[(m1, assignment_of(topic, [0, 1]))]))
+        assert synced.error_code == NONE
+        assert synced.member_assignment == assignment_of(topic, [0, 1])
+        assert group_state(broker, group) == "Stable"
+
+        assert heartbeat_code(a, group, m1, generation) == NONE
+        assert heartbeat_code(a, group, m1, generation + 1) == ILLEGAL_GENERATION
+        assert heartbeat_code(a, group, "nobody", generation) == UNKNOWN_MEMBER_ID
+        assert commit_codes(a, group, m1, generation, topic) == [NONE]
+        assert commit_codes(a, group, m1, generation + 1, topic) == [ILLEGAL_GENERATION]
+        assert commit_codes(a, group, "nobody", generation, topic) == [UNKNOWN_MEMBER_ID]
+        assert commit_codes(a, group, m1, generation, "no-such-topic") == \
+            [UNKNOWN_TOPIC_OR_PARTITION]
+        assert commit_codes(a, "never-joined", "someone", 3, topic) == [ILLEGAL_GENERATION]
+
+        # A second member joins: the group waits for m1 to rejoin.
+        b_join = b.send(join_request(group, topic))
+        wait_until(lambda: group_state(broker, group) == "PreparingRebalance",
+                   lambda: f"the join barrier, state {group_state(broker, group)}")
+        assert heartbeat_code(a, group, m1, generation) == REBALANCE_IN_PROGRESS
+        assert a.call(SyncGroupRequest_v1(group=group, generation_id=generation, member_id=m1,
+                                          group_assignment=[])).error_code == \
+            REBALANCE_IN_PROGRESS
+        assert commit_codes(a, group, m1, generation, topic, offset=6) == [NONE]
+
+        rejoined = a.call(join_request(group, topic, member_id=m1))
+        b_joined = b.receive(b_join)
+        assert rejoined.error_code == NONE and b_joined.error_code == NONE
+        assert rejoined.generation_id == b_joined.generation_id == generation + 1
+        generation += 1
+        m2 = b_joined.member_id
+        assert rejoined.leader_id == b_joined.leader_id == m1
+        assert sorted(m for m, _ in rejoined.members) == sorted([m1, m2])
+        assert b_joined.members == []
+        assert group_state(broker, group) == "CompletingRebalance"
+        assert commit_codes(a, group, m1, generation, topic) == [REBALANCE_IN_PROGRESS]
+
+        b_sync = b.send(SyncGroupRequest_v1(group=group, generation_id=generation, member_id=m2,
+                                            group_assignment=[]))
+        leader_sync = a.call(SyncGroupRequest_v1(
+            group=group, generation_id=generation, member_id=m1,
+            group_assignment=[(m1, assignment_of(topic, [0])), (m2, assignment_of(topic, [1]))]))
+        follower_sync = b.receive(b_sync)
+        assert leader_sync.error_code == NONE and follower_sync.error_code == NONE
+        assert leader_sync.member_assignment == assignment_of(topic, [0])
+        assert follower_sync.member_assignment == assignment_of(topic, [1])
+        assert heartbeat_code(a, group, m1, generation) == NONE
+        assert heartbeat_code(b, group, m2, generation) == NONE
+
+        assert a.call(LeaveGroupRequest_v1(group=group, member_id=m1)).error_code == NONE
+        assert heartbeat_code(b, group, m2, generation) == REBALANCE_IN_PROGRESS
+        assert a.call(LeaveGroupRequest_v1(group=group, member_id=m1)).error_code == \
+            UNKNOWN_MEMBER_ID
+    finally:
+        a.close()
+        b.close()
+    # The commits above were stored: OffsetFetch sees the last accepted one.
+    assert committed_offsets(broker, group, topic) == {0: 6}
+    assert "panicked" not in broker.log_text()
+
+
+@pytest.mark.timeout(60)
+def test_oversized_join_metadata_is_refused_and_the_broker_keeps_serving(broker):
+    """A JoinGroup whose protocol metadata exceeds 1 MiB (member_metadata_max_bytes) gets
+    INVALID_REQUEST and adds no member; the same connection then joins normally and is the
+    group's only member."""
+    topic, group = "big-metadata", "big-metadata-group"
+    rdkafka.create_topic(broker.bootstrap, topic, 1)
+    conn = Raw(broker)
+    try:
+        refused = conn.call(join_request(group, topic, metadata=b"\0" * (1024 * 1024 + 1)))
+        assert refused.error_code == INVALID_REQUEST, refused
+        joined = conn.call(join_request(group, topic))
+        assert joined.error_code == NONE, joined
+        assert [m for m, _ in joined.members] == [joined.member_id]
+        assert wire.api_versions(broker.host, broker.kafka_port).error_code == NONE
+    finally:
+        conn.close()
+    assert "panicked" not in broker.log_text()
+
+
+def _string(text):
+    return wire.nullable_string(text)
+
+
+# name -> a request frame the broker cannot decode. The broker must close the connection.
+MALFORMED = {
+    "JoinGroup v3 cut inside the group id": wire.request_frame(
+        JOIN_GROUP, 3, 101, struct.pack(">h", 200) + b"abc"),
+    "JoinGroup v5 claiming 2^31-1 protocols": wire.request_frame(
+        JOIN_GROUP, 5, 102, _string("g") + struct.pack(">ii", 6000, 10000) + _string("")
+        + _string(None) + _string("consumer") + struct.pack(">i", 2**31 - 1)),
+    "JoinGroup v5 with protocol metadata longer than the frame": wire.request_frame(
+        JOIN_GROUP, 5, 103, _string("g") + struct.pack(">ii", 6000, 10000) + _string("")
+        + _string(None) + _string("consumer") + struct.pack(">i", 1) + _string("range")
+        + struct.pack(">i", 50_000_000) + b"\0" * 16),
+    "JoinGroup v6 (flexible) with a compact string longer than the frame": wire.request_frame(
+        JOIN_GROUP, 6, 104, wire.uvarint(1000) + b"g", flexible=True),
+    "SyncGroup v1 with an assignment longer than the frame": wire.request_frame(
+        SYNC_GROUP, 1, 105, _string("g") + struct.pack(">i", 1) + _string("m")
+        + struct.pack(">i", 1) + _string("m") + struct.pack(">i", 2**30)),
+    "OffsetCommit v2 claiming 2^31-1 topics": wire.request_frame(
+        OFFSET_COMMIT, 2, 106, _string("g") + struct.pack(">i", 1) + _string("m")
+        + struct.pack(">q", -1) + struct.pack(">i", 2**31 - 1)),
+    "OffsetCommit v2 cut inside a partition": wire.request_frame(
+        OFFSET_COMMIT, 2, 107, _string("g") + struct.pack(">i", 1) + _string("m")
+        + struct.pack(">q", -1) + struct.pack(">i", 1) + _string("t") + struct.pack(">i", 1)
+        + struct.pack(">i", 0) + b"\0\0"),
+    "OffsetCommit v8 (flexible) cut after the group id": wire.request_frame(
+        OFFSET_COMMIT, 8, 108, wire.compact_string("g"), flexible=True),
+    "OffsetDelete v0 claiming 2^31-1 partitions": wire.request_frame(
+        OFFSET_DELETE, 0, 109, _string("g") + struct.pack(">i", 1) + _string("t")
+        + struct.pack(">i", 2**31 - 1)),
+    "Heartbeat v1 with an empty body": wire.request_frame(12, 1, 110, b""),
+    "DescribeGroups v0 claiming 2^31-1 groups": wire.request_frame(
+        15, 0, 111, struct.pack(">i", 2**31 - 1)),
+}
+
+
+@pytest.mark.timeout(90)
+def test_malformed_group_requests_close_their_connection_and_the_broker_keeps_serving(
+        broker):
+    """Truncated group requests and ones claiming absurd counts or lengths (JoinGroup,
+    SyncGroup, OffsetCommit, OffsetDelete, Heartbeat, DescribeGroups, flexible and not), all
+    on connections open at once: each connection is closed within 10 s without an answer, a
+    connection opened before them keeps working, the broker does not panic, and a kafka-python
+    group consumer then reads, commits and resumes as usual."""
+    topic, group = "after-malformed", "after-malformed-group"
+    rdkafka.create_topic(broker.bootstrap, topic, 2)
+    bystander = Raw(broker)
+    sockets = {}
+    try:
+        for name, frame in MALFORMED.items():
+            sock = socket.create_connection((broker.host, broker.kafka_port), timeout=5)
+            try:
+                sock.sendall(frame)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            sockets[name] = sock
+        problems = []
+        for name, sock in sockets.items():
+            outcome, data = wire.await_close_or_frame(sock, 10)
+            if outcome != "closed":
+                problems.append(f"{name}: {outcome} {data[:64]!r}")
+        assert not problems, "\n".join(problems)
+        assert bystander.call(DescribeGroupsRequest_v0(groups=[group])).groups[0][0] == NONE
+    finally:
+        bystander.close()
+        for sock in sockets.values():
+            sock.close()
+    assert broker.alive()
+    produced = produce(broker, topic, 200, 2, "after")
+    first, _ = consume_some(broker.bootstrap, topic, group, 100)
+    rest, _ = consume_some(broker.bootstrap, topic, group, 200 - len(first))
+    assert_exactly_once(first + rest, produced, "a group consumer after the malformed requests")
+    assert "panicked" not in broker.log_text()
