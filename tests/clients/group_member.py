@@ -50,12 +50,14 @@ class _Listener(ConsumerRebalanceListener):
 
 def run_member(bootstrap, topic, group, emit, stop, session_timeout_ms=3000,
                heartbeat_interval_ms=300, max_poll_interval_ms=20000, client_id=None,
-               pause_ms=0):
+               pause_ms=0, group_instance_id=None):
     """Consume `topic` in `group` until `stop` (a threading.Event) is set, then close the
     consumer (which sends LeaveGroup). `emit` receives each report (see the module doc).
-    `pause_ms` is slept after each committed batch, to slow a member down."""
+    `pause_ms` is slept after each committed batch, to slow a member down; `group_instance_id`
+    makes it a static member (KIP-345)."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, client_id=client_id or f"member-{group}",
+        group_instance_id=group_instance_id,
         auto_offset_reset="earliest", enable_auto_commit=False,
         session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
         max_poll_interval_ms=max_poll_interval_ms, request_timeout_ms=30000,
@@ -92,6 +94,7 @@ def main():
     parser.add_argument("--heartbeat-interval-ms", type=int, default=300)
     parser.add_argument("--client-id")
     parser.add_argument("--pause-ms", type=int, default=0)
+    parser.add_argument("--group-instance-id")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -106,7 +109,7 @@ def main():
         run_member(args.bootstrap, args.topic, args.group, emit, stop,
                    session_timeout_ms=args.session_timeout_ms,
                    heartbeat_interval_ms=args.heartbeat_interval_ms, client_id=args.client_id,
-                   pause_ms=args.pause_ms)
+                   pause_ms=args.pause_ms, group_instance_id=args.group_instance_id)
     except Exception as exc:  # reported, so that the test shows it
         emit({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
         raise

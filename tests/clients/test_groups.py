@@ -44,6 +44,7 @@ group_min_session_timeout_ms = 1000
 """
 
 SESSION_TIMEOUT_MS = 3000
+STATIC_SESSION_TIMEOUT_MS = 20000
 WAIT_S = 60  # upper bound for anything a test waits for; normally seconds
 
 # Kafka error codes (https://kafka.apache.org/protocol#protocol_error_codes).
@@ -202,13 +203,16 @@ class ThreadMember(Reports):
 class ProcessMember(Reports):
     """group_member.py in its own process, so that it can be killed with SIGKILL."""
 
-    def __init__(self, name, bootstrap, topic, group, stderr_path, pause_ms=0):
+    def __init__(self, name, bootstrap, topic, group, stderr_path, pause_ms=0,
+                 group_instance_id=None, session_timeout_ms=SESSION_TIMEOUT_MS):
         super().__init__(name)
         self._stderr = open(stderr_path, "wb")
+        static = ["--group-instance-id", group_instance_id] if group_instance_id else []
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "group_member.py"), "--bootstrap", bootstrap,
              "--topic", topic, "--group", group, "--client-id", name,
-             "--session-timeout-ms", str(SESSION_TIMEOUT_MS), "--pause-ms", str(pause_ms)],
+             "--session-timeout-ms", str(session_timeout_ms), "--pause-ms", str(pause_ms),
+             *static],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr)
         self._reader = threading.Thread(target=self._read, name=f"reader-{name}", daemon=True)
         self._reader.start()
@@ -356,6 +360,47 @@ def test_queue_a_killed_member_s_partitions_go_to_the_survivor_after_its_session
             f"the survivor resumed partition {p} at {taken_over[0]}, committed was "
             f"{at_death.get(p, 0)}")
     assert not survivor.errors(), survivor
+
+
+@pytest.mark.timeout(90)
+def test_a_static_member_restarted_within_its_session_keeps_its_partitions(broker, members):
+    """Static membership (KIP-345, kafka-python's group_instance_id): a static member in its
+    own process is SIGKILLed and started again with the same instance id before its session
+    times out. It gets the same partitions back without a rebalance (the other member is never
+    revoked anything) and resumes each exactly at the offset it had committed, so every message
+    is read once, except those the killed process had read but not committed."""
+    topic, group = "static", "static-group"
+    rdkafka.create_topic(broker.bootstrap, topic, 4)
+    # A long session, so that the restart (a new Python process) surely comes within it.
+    first = members.process("static-1", topic, group, pause_ms=20, group_instance_id="s1",
+                            session_timeout_ms=STATIC_SESSION_TIMEOUT_MS)
+    other = members.thread("other", topic, group)
+    wait_until(lambda: split_between([first, other], 4),
+               lambda: f"a split of 4 partitions: {first}; {other}")
+    before = produce(broker, topic, 1000, 4, "static")
+    wait_until(lambda: len(first.records()) >= 100, lambda: f"first to read 100: {first}")
+    first.kill()
+    held = first.assignment()
+    other_reports_before = len(other.all())
+    time.sleep(0.5)  # a commit sent just before the kill lands (see the killed-member test)
+    at_death = committed_offsets(broker, group, topic)
+    second = members.process("static-2", topic, group, group_instance_id="s1",
+                             session_timeout_ms=STATIC_SESSION_TIMEOUT_MS)
+    wait_until(lambda: received_all([first, second, other], before),
+               lambda: f"every message read: {first}; {second}; {other}")
+    assert second.assignment() == held, f"{second} should hold {sorted(held)}"
+    rebalances = [r for r in other.all()[other_reports_before:]
+                  if r["event"] in ("assigned", "revoked")]
+    assert not rebalances, f"the other member saw a rebalance: {rebalances}"
+    for p in held:
+        resumed = min((o for q, o, _ in second.records() if q == p), default=None)
+        if resumed is not None:
+            assert resumed == at_death.get(p, 0), (
+                f"partition {p}: the restarted member resumed at {resumed}, "
+                f"{at_death.get(p, 0)} was committed")
+    counts = Counter((p, o) for p, o, _ in first.records() + second.records() + other.records())
+    assert not [k for k, n in counts.items() if n > 1 and k[1] < at_death.get(k[0], 0)]
+    assert not second.errors() and not other.errors(), (second, other)
 
 
 @pytest.mark.timeout(90)
