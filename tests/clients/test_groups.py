@@ -1067,6 +1067,58 @@ def test_confluent_admin_lists_describes_alters_and_deletes_groups(broker):
             consumer.close()
 
 
+@pytest.mark.timeout(60)
+def test_offsets_of_a_deleted_topic_go_and_a_deleted_group_stays_deleted_after_kill_9(broker):
+    """Offsets committed without joining (generation -1, as a consumer using assign() does)
+    for two topics: deleting one topic drops its offsets at once, and they stay dropped after a
+    clean restart. Deleting the group (DeleteGroups is answered once its tombstones are
+    durable) survives a `kill -9` at once after the answer: the group is neither listed nor
+    has offsets when the broker is back."""
+    group = "deletions-group"
+    rdkafka.create_topic(broker.bootstrap, "doomed-topic", 2)
+    rdkafka.create_topic(broker.bootstrap, "kept-topic", 1)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        consumer.commit({TopicPartition("doomed-topic", 0): OffsetAndMetadata(3, "", -1),
+                         TopicPartition("doomed-topic", 1): OffsetAndMetadata(5, "", -1),
+                         TopicPartition("kept-topic", 0): OffsetAndMetadata(4, "", -1)})
+    finally:
+        consumer.close(autocommit=False)
+
+    def offsets():
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        try:
+            return {(tp.topic, tp.partition): m.offset
+                    for tp, m in admin.list_consumer_group_offsets(group).items()}
+        finally:
+            admin.close()
+
+    assert offsets() == {("doomed-topic", 0): 3, ("doomed-topic", 1): 5, ("kept-topic", 0): 4}
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        admin.delete_topics(["doomed-topic"])
+    finally:
+        admin.close()
+    assert offsets() == {("kept-topic", 0): 4}
+    broker.restart()
+    assert offsets() == {("kept-topic", 0): 4}
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        assert admin.delete_consumer_groups([group]) == [(group, NoError)]
+    finally:
+        admin.close()
+    broker.kill9()
+    broker.start()
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        assert group not in [g for g, _ in admin.list_consumer_groups()]
+        assert admin.list_consumer_group_offsets(group) == {}
+    finally:
+        admin.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # The broker crashes under a live group
 
