@@ -76,7 +76,7 @@ def long_polls_done_before_teardown(broker):
     exiting for its whole 15 s drain timeout (the broker bug that
     test_sigterm_with_a_fetch_spanning_both_shards_in_flight_exits_promptly shows)."""
     yield
-    time.sleep(1.0)
+    time.sleep(0.5)
 
 
 # ---------------------------------------------------------------------------------------------
