@@ -4,8 +4,12 @@ and refusals of the group APIs on the wire.
 
 Every broker here runs with `group_initial_rebalance_delay_ms = 0` (a group completes its first
 rebalance as soon as its members have joined) and `group_min_session_timeout_ms = 1000`, so that
-members can use session timeouts of a few seconds. Nothing asserts on timing: "exactly once"
-means the (partition, offset) pairs received equal the pairs produced, with no repeats.
+members can use session timeouts of a few seconds. Nothing asserts on timing (except the bound
+on a hang in the expected failure at the end): "exactly once" means the (partition, offset)
+pairs received equal the pairs produced, with no repeats.
+
+NOT_COORDINATOR is not tested: one broker coordinates every group (a shard that does not own a
+group forwards its requests over the mesh), so no client can reach a wrong coordinator.
 """
 
 import json
