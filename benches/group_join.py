@@ -19,7 +19,7 @@ repetition, with a new group id each time:
    followed, and DescribeGroups (confluent_kafka.admin) shows the group Stable with N members.
    "join -> stable" is the time from the first subscribe() to the last member's last assignment;
    "first assignment" the time to the first assignment of any member; "assignments" the most
-   assignment callbacks one member got (1 means a single rebalance);
+   assignment callbacks one member got (1: it took part in one completed rebalance);
 4. the consumers are closed (in parallel; each sends LeaveGroup) and the next repetition starts.
 
 `--client raw` replaces the consumers with members that speak the group protocol themselves
@@ -34,15 +34,15 @@ member holds that generation; "assignments" counts the SyncGroup successes of on
 The broker is `ringlog serve --smp 2` on free ports with a fresh data directory under
 $RINGLOG_BENCH_DIR (default target/bench-tmp, refused if it is a tmpfs) and a `--config` file
 holding the `[group]` table; a DescribeGroups before the first repetition makes it create
-`__consumer_offsets`, so that no repetition pays for that; it gets SIGTERM at the end (or on an error), and its log is kept
-only when something went wrong. Run it with benches/group_join.sh, which builds the release
-broker and the client virtualenv first.
+`__consumer_offsets`, so that no repetition pays for that. The broker gets SIGTERM at the end
+(or on an error), and its log is kept only when something went wrong. Run it with
+benches/group_join.sh, which builds the release broker and the client virtualenv first.
 
-With delay 0 a group completes its first rebalance as soon as the first member has joined, so
-the others' joins start a second one, which the first member only notices at its next
-heartbeat (up to heartbeat.interval.ms later). With the default 3000 ms the group waits for
-more members (and 3000 ms more after each new one, up to the rebalance timeout) and usually
-forms in one rebalance. Both are Kafka's behaviour.
+With delay 0 a group completes its first rebalance as soon as the members known so far (those
+handed a member id included) have joined; a member arriving a moment later starts another one,
+which members already stable notice only at their next heartbeat, and which librdkafka joins at
+most once a second. With the default 3000 ms the group waits until 3000 ms pass without a new
+member (at most the rebalance timeout) and forms in one rebalance. Both are Kafka's behaviour.
 """
 
 import argparse

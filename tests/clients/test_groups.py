@@ -745,7 +745,8 @@ def commit_codes(conn, group, member_id, generation, topic, offset=5, partition=
 def group_state(broker, group):
     conn = Raw(broker)
     try:
-        [(error_code, _, state, _, _, _)] = conn.call(DescribeGroupsRequest_v0(groups=[group])).groups
+        described = conn.call(DescribeGroupsRequest_v0(groups=[group]))
+        [(error_code, _, state, _, _, _)] = described.groups
     finally:
         conn.close()
     assert error_code == NONE
@@ -944,7 +945,8 @@ def offset_delete(broker, group, topic, partitions):
     {partition: error code}). Request: group_id string, topics [name string, partitions
     [partition_index int32]]; response: error_code int16, throttle_time_ms int32, topics
     [name string, partitions [partition_index int32, error_code int16]]."""
-    body = (_string(group) + struct.pack(">i", 1) + _string(topic) + struct.pack(">i", len(partitions))
+    body = (_string(group) + struct.pack(">i", 1) + _string(topic)
+            + struct.pack(">i", len(partitions))
             + b"".join(struct.pack(">i", p) for p in partitions))
     with socket.create_connection((broker.host, broker.kafka_port), timeout=30) as sock:
         sock.sendall(wire.request_frame(OFFSET_DELETE, 0, 77, body))
