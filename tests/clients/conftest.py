@@ -4,6 +4,9 @@ The binary comes from $RINGLOG_BIN (scripts/client-tests.sh builds it and sets i
 its own broker, started with `--smp 2`, ready once its Kafka port answers a real ApiVersions
 request. Its stdout and stderr go to broker.log in the test's temporary directory; the tail of
 that log is attached to the report of a failing test.
+
+A test module that needs broker settings (e.g. a `[group]` table) overrides the `broker_config`
+fixture to return TOML text; the broker is then started with `--config TMP/ringlog.toml`.
 """
 
 import os
@@ -57,11 +60,16 @@ def broker_binary():
 class Broker:
     """One broker process at a time on fixed ports and a fixed data directory."""
 
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, config_toml=None):
         self.binary = binary
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.log_path = self.workdir / "broker.log"
+        self.config_path = None
+        if config_toml is not None:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.config_path = self.workdir / "ringlog.toml"
+            self.config_path.write_text(config_toml)
         self.kafka_port, self.admin_port = free_ports(2)
         self.host = "127.0.0.1"
         self.bootstrap = f"{self.host}:{self.kafka_port}"
@@ -76,6 +84,8 @@ class Broker:
                "--kafka-addr", self.bootstrap,
                "--admin-addr", self.admin_addr,
                "--smp", "2"]
+        if self.config_path is not None:
+            cmd += ["--config", str(self.config_path)]
         level = os.environ.get("RINGLOG_TEST_LOG_LEVEL")
         if level:
             cmd += ["--log-level", level]
@@ -201,10 +211,16 @@ class Broker:
 
 
 @pytest.fixture
-def broker(tmp_path):
+def broker_config():
+    """TOML text for `--config`, or None for none; a test module overrides this fixture."""
+    return None
+
+
+@pytest.fixture
+def broker(tmp_path, broker_config):
     problem = None
     try:
-        instance = Broker(broker_binary(), tmp_path)
+        instance = Broker(broker_binary(), tmp_path, broker_config)
         instance.start()
     except BrokerError as exc:
         problem = str(exc)
