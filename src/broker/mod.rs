@@ -321,8 +321,10 @@ impl Shard {
         self.metadata_ready.set(true);
         self.metadata_changed.notify_all();
         if topic_deleted {
-            // Kafka drops the committed offsets of a deleted topic at once.
-            self.expire_group_offsets();
+            // Kafka drops the committed offsets of a deleted topic at once; DeleteTopics is
+            // answered after every shard applied the change, so after the tombstones are
+            // durable.
+            self.expire_group_offsets().await;
         }
     }
 
@@ -330,10 +332,11 @@ impl Shard {
         self.groups.close();
     }
 
-    fn expire_group_offsets(&self) {
+    async fn expire_group_offsets(&self) {
         let metadata = self.metadata();
         self.groups
-            .expire_offsets(|topic| metadata.topics.contains_key(topic));
+            .expire_offsets(|topic| metadata.topics.contains_key(topic))
+            .await;
     }
 
     /// The coordinator's timers (session expiry, join and sync deadlines) every
@@ -353,7 +356,8 @@ impl Shard {
                 since_expiry += GROUP_POLL_INTERVAL;
                 if since_expiry >= expiry_interval {
                     since_expiry = Duration::ZERO;
-                    shard.expire_group_offsets();
+                    glommio::spawn_local(async move { shard.expire_group_offsets().await })
+                        .detach();
                 }
             }
         })

@@ -774,7 +774,27 @@ impl GroupCoordinator {
     /// it became empty; offsets stored for standalone consumers that long after their commit;
     /// offsets of topics that no longer exist at once. A group left with neither members nor
     /// offsets is removed.
-    pub fn expire_offsets(self: &Rc<Self>, topic_exists: impl Fn(&str) -> bool) {
+    /// Returns once the tombstones are durable.
+    pub async fn expire_offsets(self: &Rc<Self>, topic_exists: impl Fn(&str) -> bool) {
+        let tombstones = self.take_expired(&topic_exists);
+        for (index, records) in tombstones {
+            if !records.is_empty() {
+                tracing::info!(
+                    partition = index,
+                    records = records.len(),
+                    "expiring committed offsets and empty groups"
+                );
+            }
+            for chunk in records.chunks(RECORDS_PER_BATCH_MAX) {
+                if let Err(code) = self.append(index, chunk).await {
+                    tracing::warn!(partition = index, code, "cannot store expired offsets; they come back after a restart until the next expiry");
+                }
+            }
+        }
+    }
+
+    /// Removes what expired from the groups; the tombstones to write, by offsets partition.
+    fn take_expired(&self, topic_exists: &dyn Fn(&str) -> bool) -> HashMap<i32, Vec<GroupRecord>> {
         let now = self.now();
         let retention_ms = self.config.offsets_retention_ms();
         let mut tombstones: HashMap<i32, Vec<GroupRecord>> = HashMap::new();
@@ -782,7 +802,7 @@ impl GroupCoordinator {
         let mut emptied = Vec::new();
         for group in groups.values_mut() {
             let state = group.state();
-            let expired = group.expired_offsets(now.wall_ms, retention_ms, &topic_exists);
+            let expired = group.expired_offsets(now.wall_ms, retention_ms, topic_exists);
             let records = tombstones.entry(group.offsets_partition).or_default();
             for partition in expired {
                 group.offsets.remove(&partition);
@@ -805,19 +825,7 @@ impl GroupCoordinator {
                 group.shut_down(codes::COORDINATOR_NOT_AVAILABLE);
             }
         }
-        drop(groups);
-        for (index, records) in tombstones {
-            if !records.is_empty() {
-                tracing::info!(
-                    partition = index,
-                    records = records.len(),
-                    "expiring committed offsets and empty groups"
-                );
-            }
-            for chunk in records.chunks(RECORDS_PER_BATCH_MAX) {
-                self.spawn_append(index, chunk.to_vec());
-            }
-        }
+        tombstones
     }
 
     /// Stores a group whose membership changed in a way a restart must see.
