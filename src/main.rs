@@ -45,6 +45,8 @@ enum Command {
     Consume(ringlog::cli::consume::Args),
     /// List, describe, reset the offsets of, and delete consumer groups.
     Group(ringlog::cli::group::Args),
+    /// Measure throughput and latency: producers, consumers, or both end to end.
+    Bench(ringlog::cli::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => ringlog::cli::produce::run(args),
         Command::Consume(args) => ringlog::cli::consume::run(args),
         Command::Group(args) => ringlog::cli::group::run(args),
+        Command::Bench(args) => ringlog::cli::bench::run(args),
     };
     match result {
         Ok(code) => code,

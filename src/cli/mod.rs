@@ -4,6 +4,7 @@
 //! Kafka-compatible broker, and run outside the broker's shards: blocking is fine here.
 
 pub mod assignment;
+pub mod bench;
 pub mod client;
 pub mod consume;
 pub mod dump_log;
