@@ -34,6 +34,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub struct Args {
     #[command(flatten)]
     connect: ConnectArgs,
+    /// The topic to read.
     topic: String,
     /// Start at the oldest message when there is no committed offset (default: only new ones).
     #[arg(long)]

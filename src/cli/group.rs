@@ -33,13 +33,17 @@ enum Command {
     /// Show members, their assignments, and per partition the committed offset, end offset
     /// and lag.
     #[command(after_help = "Examples:\n  ringlog group describe billing")]
-    Describe { group: String },
+    Describe {
+        /// The group's id.
+        group: String,
+    },
     /// Move a group's committed offsets; the group must have no active members.
     #[command(after_help = "Examples:\n  \
         ringlog group reset-offsets billing --topic orders --to-earliest\n  \
         ringlog group reset-offsets billing --topic orders --partition 0 --to-offset 42 --dry-run\n  \
         ringlog group reset-offsets billing --topic orders --topic audit --to-latest")]
     ResetOffsets {
+        /// The group's id.
         group: String,
         /// A topic whose offsets to reset (repeatable).
         #[arg(long = "topic", required = true)]
@@ -58,6 +62,7 @@ enum Command {
         after_help = "Examples:\n  ringlog group delete billing\n  ringlog group delete a b"
     )]
     Delete {
+        /// One or more group ids.
         #[arg(required = true)]
         groups: Vec<String>,
     },
@@ -344,7 +349,16 @@ fn reset_offsets(
             let new = match (target.to_earliest, target.to_latest, target.to_offset) {
                 (true, _, _) => low,
                 (_, true, _) => high,
-                (_, _, Some(offset)) => offset.clamp(low, high),
+                (_, _, Some(offset)) => {
+                    let kept = offset.clamp(low, high);
+                    if kept != offset {
+                        eprintln!(
+                            "note: {topic}-{partition} holds offsets {low} to {high}; \
+                             {offset} becomes {kept}"
+                        );
+                    }
+                    kept
+                }
                 _ => bail!("give one of --to-earliest, --to-latest, --to-offset"),
             };
             let current = committed

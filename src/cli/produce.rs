@@ -37,6 +37,7 @@ const LINE_SIZE_MAX_BYTES: usize = 64 * 1024 * 1024;
 pub struct Args {
     #[command(flatten)]
     connect: ConnectArgs,
+    /// The topic to write to.
     topic: String,
     /// Read messages from this file instead of stdin.
     #[arg(long, short = 'f')]

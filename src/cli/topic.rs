@@ -33,6 +33,7 @@ enum Command {
         ringlog topic create audit --config retention.ms=86400000 --config cleanup.policy=delete\n  \
         ringlog topic create orders --if-not-exists")]
     Create {
+        /// Name of the new topic.
         topic: String,
         #[arg(long, default_value_t = 1)]
         partitions: i32,
@@ -60,6 +61,7 @@ enum Command {
         ringlog topic describe orders\n  \
         ringlog topic describe orders --all-configs")]
     Describe {
+        /// One or more topics.
         #[arg(required = true)]
         topics: Vec<String>,
         /// Print every config, not only those set on the topic.
@@ -71,6 +73,7 @@ enum Command {
         after_help = "Examples:\n  ringlog topic delete orders\n  ringlog topic delete a b c"
     )]
     Delete {
+        /// One or more topics.
         #[arg(required = true)]
         topics: Vec<String>,
     },
@@ -79,6 +82,7 @@ enum Command {
         ringlog topic alter-config orders --config retention.ms=3600000\n  \
         ringlog topic alter-config orders --delete-config retention.ms")]
     AlterConfig {
+        /// The topic whose configs change.
         topic: String,
         /// Set a config (repeatable).
         #[arg(long = "config", alias = "add-config", value_name = "KEY=VALUE",
@@ -246,6 +250,7 @@ fn describe_one(
         .filter(|e| all_configs || is_topic_config(e))
         .collect();
     entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    println!();
     if entries.is_empty() {
         println!("Configs: all defaults (--all-configs lists them)");
     } else {

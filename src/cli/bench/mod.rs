@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::Offset;
 
@@ -29,7 +29,7 @@ use self::latency::LatencyRecorder;
 use self::producer::{ProducerCounters, ProducerOutcome, ProducerPlan};
 use self::progress::{Progress, Totals};
 use self::report::{BenchResult, Settings, Throughput};
-use super::client::{self, block_on, ConnectArgs};
+use super::client::{self, block_on, CliContext, ConnectArgs};
 
 /// How often the progress line and the throughput samples are updated.
 const TICK: Duration = Duration::from_millis(100);
@@ -215,13 +215,33 @@ fn run_bench(
     consume_count: Option<u64>,
     stop_requested: &AtomicBool,
 ) -> anyhow::Result<BenchResult> {
+    // One client answers every metadata and watermark question of the run.
+    let metadata = common.connect.consumer(&[])?;
     let partitions = match load {
-        Some(load) => prepare_topic(common, load)?,
-        None => {
-            let consumer = common.connect.consumer(&[])?;
-            client::topic_partitions(consumer.client(), &common.topic, &common.connect)?
-        }
+        Some(load) => prepare_topic(common, load, &metadata)?,
+        None => client::topic_partitions(metadata.client(), &common.topic, &common.connect)?,
     };
+    let watermarks = partitions
+        .iter()
+        .map(|&partition| {
+            metadata
+                .fetch_watermarks(&common.topic, partition, common.connect.timeout())
+                .map(|(low, high)| (partition, low, high))
+                .map_err(|e| client::broker_error(&e, &common.connect))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    drop(metadata);
+    let available: u64 = watermarks
+        .iter()
+        .map(|(_, low, high)| u64::try_from(high - low).unwrap_or(0))
+        .sum();
+    if load.is_none() && available == 0 {
+        bail!(
+            "topic '{}' holds no messages; run `ringlog bench produce --topic {}` first",
+            common.topic,
+            common.topic
+        );
+    }
     let run = Run {
         common,
         load,
@@ -231,19 +251,7 @@ fn run_bench(
         stop_consumers: AtomicBool::new(false),
         stop_requested,
     };
-    let consumer_plans = run.consumer_plans(consumer_count, load.is_some())?;
-    let available: u64 = if load.is_none() {
-        run.available_messages()?
-    } else {
-        0
-    };
-    if load.is_none() && available == 0 {
-        bail!(
-            "topic '{}' holds no messages; run `ringlog bench produce --topic {}` first",
-            common.topic,
-            common.topic
-        );
-    }
+    let consumer_plans = run.consumer_plans(consumer_count, &watermarks);
     let expected = match load {
         Some(load) if load.duration_s.is_none() => Some(load.count.unwrap_or(COUNT_DEFAULT)),
         Some(_) => None,
@@ -264,7 +272,11 @@ fn run_bench(
 }
 
 /// Creates the topic unless it exists; returns its partitions.
-fn prepare_topic(common: &Common, load: &Load) -> anyhow::Result<Vec<i32>> {
+fn prepare_topic(
+    common: &Common,
+    load: &Load,
+    metadata: &BaseConsumer<CliContext>,
+) -> anyhow::Result<Vec<i32>> {
     let connect = &common.connect;
     let admin = connect.admin()?;
     client::fetch_metadata(admin.inner(), None, connect)?;
@@ -281,11 +293,10 @@ fn prepare_topic(common: &Common, load: &Load) -> anyhow::Result<Vec<i32>> {
             Err((name, code)) => bail!("cannot create topic '{name}': {}", client::code_text(code)),
         }
     }
-    let consumer = connect.consumer(&[])?;
     // A topic just created may take a moment to show in metadata.
     let deadline = Instant::now() + connect.timeout();
     loop {
-        match client::topic_partitions(consumer.client(), &common.topic, connect) {
+        match client::topic_partitions(metadata.client(), &common.topic, connect) {
             Ok(partitions) => return Ok(partitions),
             Err(error) if Instant::now() >= deadline => return Err(error),
             Err(_) => std::thread::sleep(TICK),
@@ -298,30 +309,25 @@ impl Run<'_> {
         &self.common.connect
     }
 
-    /// Splits the partitions round-robin over the consumers. A consume run starts at the
-    /// beginning; an end-to-end run at the current end, so it sees only its own messages.
+    /// Splits the partitions round-robin over the consumers. A consume run starts at each
+    /// partition's low watermark; an end-to-end run at its high one, so it sees only its own
+    /// messages. Explicit offsets also spare librdkafka a ListOffsets round trip per partition.
     fn consumer_plans(
         &self,
         count: usize,
-        end_to_end: bool,
-    ) -> anyhow::Result<Vec<ConsumerPlan<'_>>> {
-        let count = count.min(self.partitions.len());
-        let mut starts: Vec<Vec<(i32, Offset)>> = vec![Vec::new(); count];
-        if count > 0 {
-            let consumer = self.connect().consumer(&[])?;
-            for (index, &partition) in self.partitions.iter().enumerate() {
-                let start = if end_to_end {
-                    let (_, high) = consumer
-                        .fetch_watermarks(&self.common.topic, partition, self.connect().timeout())
-                        .map_err(|e| client::broker_error(&e, self.connect()))?;
-                    Offset::Offset(high)
-                } else {
-                    Offset::Beginning
-                };
-                starts[index % count].push((partition, start));
-            }
+        watermarks: &[(i32, i64, i64)],
+    ) -> Vec<ConsumerPlan<'_>> {
+        let end_to_end = self.load.is_some();
+        let count = count.min(watermarks.len());
+        if count == 0 {
+            return Vec::new();
         }
-        Ok(starts
+        let mut starts: Vec<Vec<(i32, Offset)>> = vec![Vec::new(); count];
+        for (index, &(partition, low, high)) in watermarks.iter().enumerate() {
+            let start = if end_to_end { high } else { low };
+            starts[index % count].push((partition, Offset::Offset(start)));
+        }
+        starts
             .into_iter()
             .map(|start| ConsumerPlan {
                 connect: self.connect(),
@@ -332,20 +338,7 @@ impl Run<'_> {
                 stop_at_end: !end_to_end,
                 end_to_end,
             })
-            .collect())
-    }
-
-    /// Messages the topic holds now, over all partitions.
-    fn available_messages(&self) -> anyhow::Result<u64> {
-        let consumer = self.connect().consumer(&[])?;
-        let mut total = 0u64;
-        for &partition in &self.partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(&self.common.topic, partition, self.connect().timeout())
-                .map_err(|e| client::broker_error(&e, self.connect()))?;
-            total += u64::try_from(high - low).unwrap_or(0);
-        }
-        Ok(total)
+            .collect()
     }
 
     /// The librdkafka properties of the load.
