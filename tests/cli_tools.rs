@@ -400,6 +400,8 @@ fn usage_mistakes_are_one_line_and_every_command_has_examples() {
         b"",
     );
     assert_one_line_error(&run, "--message-size-bytes");
+    let run = ringlog(brokers, &["bench", "e2e", "--rate", "0"], b"");
+    assert_one_line_error(&run, "expected a number above 0");
 
     for command in [
         &["topic", "create"][..],

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
@@ -133,6 +134,22 @@ impl ClientContext for CliContext {
 }
 
 impl ConsumerContext for CliContext {}
+
+/// The first of many failures (delivery reports, say), kept for the final error line.
+#[derive(Default)]
+pub struct FirstError(Mutex<Option<String>>);
+
+impl FirstError {
+    pub fn record(&self, error: &KafkaError) {
+        if let Ok(mut first) = self.0.lock() {
+            first.get_or_insert_with(|| describe(error));
+        }
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|first| first.clone())
+    }
+}
 
 /// Fetches metadata (for one topic, or all of them), which is also the check that a broker
 /// answers at all: a broker that is not there fails here, after `--timeout-ms`, with one line.

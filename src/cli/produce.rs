@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -16,7 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use super::client::{self, CliContext, ConnectArgs};
+use super::client::{self, CliContext, ConnectArgs, FirstError};
 
 /// How long librdkafka keeps trying to deliver one message before reporting it failed; it
 /// also bounds the final flush.
@@ -128,7 +127,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     if failed > 0 || delivered != sent {
         let reason = context
-            .first_error()
+            .first_error
+            .get()
             .unwrap_or_else(|| "unknown".to_string());
         bail!(
             "{} of {sent} messages were not delivered: {reason}",
@@ -194,13 +194,7 @@ struct CountingContext {
     cli: CliContext,
     delivered: AtomicU64,
     failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl CountingContext {
-    fn first_error(&self) -> Option<String> {
-        self.first_error.lock().ok().and_then(|e| e.clone())
-    }
+    first_error: FirstError,
 }
 
 impl ClientContext for CountingContext {
@@ -223,9 +217,7 @@ impl ProducerContext for CountingContext {
             }
             Err((error, _)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut first) = self.first_error.lock() {
-                    first.get_or_insert_with(|| client::describe(error));
-                }
+                self.first_error.record(error);
             }
         }
     }

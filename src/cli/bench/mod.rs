@@ -99,10 +99,10 @@ struct Load {
     #[arg(long, conflicts_with = "duration_s")]
     count: Option<u64>,
     /// Send for this many seconds instead of a count.
-    #[arg(long, alias = "duration")]
+    #[arg(long, alias = "duration", value_parser = positive)]
     duration_s: Option<f64>,
     /// Target rate in messages per second, over all producers (default: as fast as possible).
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     rate: Option<f64>,
     #[arg(long, default_value = "all", value_parser = ["0", "1", "all", "-1"])]
     acks: String,
@@ -150,12 +150,16 @@ struct E2eArgs {
     consumers: u16,
 }
 
+/// A finite number above zero, for rates and durations.
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("expected a number above 0, got '{text}'")),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop_requested = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop_requested))
-            .context("signal handler")?;
-    }
     let (common, result) = match &args.command {
         Command::Produce(a) => (
             &a.common,
@@ -213,7 +217,7 @@ fn run_bench(
     load: Option<&Load>,
     consumer_count: usize,
     consume_count: Option<u64>,
-    stop_requested: &AtomicBool,
+    stop_requested: &Arc<AtomicBool>,
 ) -> anyhow::Result<BenchResult> {
     // One client answers every metadata and watermark question of the run.
     let metadata = common.connect.consumer(&[])?;
@@ -257,6 +261,11 @@ fn run_bench(
         Some(_) => None,
         None => Some(consume_count.map_or(available, |c| c.min(available))),
     };
+    // From here on, Ctrl-C ends the run early with a result instead of killing the process.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(stop_requested))
+            .context("signal handler")?;
+    }
     let mut notes = Vec::new();
     let (producers, consumers, started_at, samples) =
         run.drive(&consumer_plans, expected, &mut notes)?;
@@ -427,16 +436,7 @@ impl Run<'_> {
             let producer_outcomes = join_all(producers);
             self.stop_consumers.store(true, Ordering::Relaxed);
             let consumer_outcomes = join_all(consumers);
-            let totals = Totals {
-                produced: producer_counters
-                    .iter()
-                    .map(|c| c.acked.load(Ordering::Relaxed))
-                    .sum(),
-                consumed: consumer_counters
-                    .iter()
-                    .map(|c| c.consumed.load(Ordering::Relaxed))
-                    .sum(),
-            };
+            let totals = totals(&producer_counters, &consumer_counters);
             let samples = progress.finish(self.origin.elapsed().saturating_sub(started_at), totals);
             Ok((producer_outcomes?, consumer_outcomes?, started_at, samples))
         })
@@ -481,16 +481,7 @@ impl Run<'_> {
         loop {
             std::thread::sleep(TICK);
             let now = self.origin.elapsed();
-            let totals = Totals {
-                produced: producer_counters
-                    .iter()
-                    .map(|c| c.acked.load(Ordering::Relaxed))
-                    .sum(),
-                consumed: consumer_counters
-                    .iter()
-                    .map(|c| c.consumed.load(Ordering::Relaxed))
-                    .sum(),
-            };
+            let totals = totals(producer_counters, consumer_counters);
             let position = if producers.is_empty() {
                 totals.consumed
             } else {
@@ -647,6 +638,20 @@ fn quotas(load: &Load, producers: usize) -> Vec<Option<u64>> {
     (0..producers as u64)
         .map(|index| Some(share + u64::from(index < remainder)))
         .collect()
+}
+
+/// Messages acknowledged and consumed so far, over all threads.
+fn totals(producers: &[Arc<ProducerCounters>], consumers: &[Arc<ConsumerCounters>]) -> Totals {
+    Totals {
+        produced: producers
+            .iter()
+            .map(|c| c.acked.load(Ordering::Relaxed))
+            .sum(),
+        consumed: consumers
+            .iter()
+            .map(|c| c.consumed.load(Ordering::Relaxed))
+            .sum(),
+    }
 }
 
 /// Joins every thread; the first failure wins.

@@ -15,7 +15,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::ClientContext;
 
 use super::latency::LatencyRecorder;
-use crate::cli::client::{self, CliContext, ConnectArgs};
+use crate::cli::client::{self, CliContext, ConnectArgs, FirstError};
 
 /// Delivery reports are served, and the shared counters updated, every this many sends.
 const POLL_EVERY_MESSAGES: u64 = 64;
@@ -77,7 +77,7 @@ pub fn run(
         counters: Arc::clone(&counters),
         latency: Mutex::new(LatencyRecorder::default()),
         last_ack_at_us: AtomicU64::new(0),
-        first_error: Mutex::new(None),
+        first_error: FirstError::default(),
     };
     let producer: BaseProducer<BenchContext> =
         client::create(&plan.connect.client_config(&extra), context)?;
@@ -104,7 +104,7 @@ pub fn run(
     let flushed = producer.flush(MESSAGE_TIMEOUT);
 
     let context = producer.context();
-    let mut first_error = context.first_error.lock().ok().and_then(|e| e.clone());
+    let mut first_error = context.first_error.get();
     if let Err(error) = flushed {
         first_error.get_or_insert_with(|| format!("flush: {}", client::describe(&error)));
     }
@@ -177,7 +177,7 @@ struct BenchContext {
     counters: Arc<ProducerCounters>,
     latency: Mutex<LatencyRecorder>,
     last_ack_at_us: AtomicU64,
-    first_error: Mutex<Option<String>>,
+    first_error: FirstError,
 }
 
 impl ClientContext for BenchContext {
@@ -208,9 +208,7 @@ impl ProducerContext for BenchContext {
             }
             Err((error, _)) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut first) = self.first_error.lock() {
-                    first.get_or_insert_with(|| client::describe(error));
-                }
+                self.first_error.record(error);
             }
         }
     }
