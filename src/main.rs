@@ -37,10 +37,20 @@ enum Command {
         after_help = "Examples:\n  ringlog tune --check\n  ringlog tune --check --profile vm\n  sudo ringlog tune --apply --dry-run\n  sudo ringlog tune --apply --profile /etc/ringlog/tuning.toml"
     )]
     Tune(ringlog::cli::tune::Args),
+    /// Create, list, describe, delete topics and change their configs.
+    Topic(ringlog::cli::topic::Args),
+    /// Send each line of stdin or a file as one message.
+    Produce(ringlog::cli::produce::Args),
+    /// Print messages of a topic to stdout.
+    Consume(ringlog::cli::consume::Args),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    Group(ringlog::cli::group::Args),
+    /// Measure throughput and latency: producers, consumers, or both end to end.
+    Bench(ringlog::cli::bench::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ringlog::cli::parse_or_exit();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -53,6 +63,11 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::DumpLog(args) => ringlog::cli::dump_log::run(args),
         Command::Tune(args) => ringlog::cli::tune::run(args),
+        Command::Topic(args) => ringlog::cli::topic::run(args),
+        Command::Produce(args) => ringlog::cli::produce::run(args),
+        Command::Consume(args) => ringlog::cli::consume::run(args),
+        Command::Group(args) => ringlog::cli::group::run(args),
+        Command::Bench(args) => ringlog::cli::bench::run(args),
     };
     match result {
         Ok(code) => code,
