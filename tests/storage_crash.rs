@@ -29,6 +29,9 @@ fn crash_config() -> LogConfig {
         segment_bytes: 2 * 1024 * 1024,
         index_interval_bytes: 4096,
         preallocate_bytes: 1024 * 1024,
+        // Kills land during chunk writes and large writes alike.
+        write_chunk_bytes: 8 * 1024,
+        write_large_max_bytes: 32 * 1024,
         ..LogConfig::default()
     }
 }

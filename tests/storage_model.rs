@@ -82,6 +82,9 @@ fn config(segment_bytes: u64) -> LogConfig {
         index_interval_bytes: 2048,
         preallocate_bytes: 256 * 1024,
         retention_ms: None,
+        // Small writes and large writes both happen with the model's record-set sizes.
+        write_chunk_bytes: 4096,
+        write_large_max_bytes: 16 * 1024,
         ..LogConfig::default()
     }
 }

@@ -17,8 +17,12 @@ use super::notify::Notify;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AppenderConfig {
-    /// Size of every full write (and of the in-memory buffers).
+    /// Size of a full write of small appends (and of the in-memory buffers).
     pub chunk_size_bytes: usize,
+    /// An append that fills more than one chunk is written in buffers of up to this size:
+    /// one large write costs the device less than many chunk-sized ones (a 1 MiB batch
+    /// written in 64 KiB pieces reached 60% of fio's durable bandwidth, in one piece 82-94%).
+    pub large_write_bytes_max: usize,
     /// Bytes of writes in flight before an append waits.
     pub inflight_bytes_max: usize,
     pub preallocate_step_bytes: u64,
@@ -33,9 +37,11 @@ pub struct Appender {
     /// Buffers whose writes completed, kept for reuse: fresh DMA memory beyond glommio's
     /// arena costs page faults on every write.
     spare_buffers: RefCell<Vec<AlignedBuffer>>,
+    /// The same for large buffers (`large_write_bytes_max`).
+    spare_large_buffers: RefCell<Vec<AlignedBuffer>>,
 }
 
-/// Spare write buffers kept per file.
+/// Spare write buffers kept per file, of each size.
 const SPARE_BUFFERS_MAX: usize = 4;
 
 struct State {
@@ -126,6 +132,7 @@ impl Appender {
             }),
             progress: Notify::default(),
             spare_buffers: RefCell::new(Vec::new()),
+            spare_large_buffers: RefCell::new(Vec::new()),
         }))
     }
 
@@ -183,6 +190,7 @@ impl Appender {
         let start = self.end_position();
         let mut rest = data;
         while !rest.is_empty() {
+            self.grow_buffer_for(rest.len());
             let buffer_full = {
                 let mut state = self.state.borrow_mut();
                 let fill = state.buffer_fill;
@@ -198,6 +206,36 @@ impl Appender {
             }
         }
         Ok(start)
+    }
+
+    /// Swaps the current chunk buffer for a large one when `pending_bytes` more would fill
+    /// it, so they go out in one large write. The bytes already in the buffer (less than a
+    /// chunk) move with it. Only whole large buffers, which are reused, never odd sizes that
+    /// would be fresh memory each time.
+    fn grow_buffer_for(&self, pending_bytes: usize) {
+        let chunk = self.config.chunk_size_bytes;
+        let large = self.config.large_write_bytes_max;
+        debug_assert_eq!(large % chunk, 0, "large writes keep chunk alignment");
+        let mut state = self.state.borrow_mut();
+        if large <= chunk || state.buffer.len() != chunk {
+            return;
+        }
+        let fill = state.buffer_fill;
+        if fill + pending_bytes < large {
+            return;
+        }
+        let mut grown = self
+            .spare_large_buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| self.file.alloc_buffer(large));
+        grown.as_bytes_mut()[..fill].copy_from_slice(&state.buffer.as_bytes()[..fill]);
+        let small = std::mem::replace(&mut state.buffer, grown);
+        drop(state);
+        let mut spare = self.spare_buffers.borrow_mut();
+        if spare.len() < SPARE_BUFFERS_MAX {
+            spare.push(small);
+        }
     }
 
     fn take_buffer(&self) -> AlignedBuffer {
@@ -275,15 +313,24 @@ impl Appender {
             id
         };
         let appender = Rc::clone(self);
-        let reusable = !tail && size_bytes == self.config.chunk_size_bytes;
+        let spare_kind = match size_bytes {
+            _ if tail => None,
+            n if n == self.config.chunk_size_bytes => Some(false),
+            n if n == self.config.large_write_bytes_max => Some(true),
+            _ => None,
+        };
         let buffer = Rc::new(buffer);
         glommio::spawn_local(async move {
             let result = appender
                 .file
                 .write_rc_at(Rc::clone(&buffer), position)
                 .await;
-            if let (true, Ok(buffer)) = (reusable, Rc::try_unwrap(buffer)) {
-                let mut spare = appender.spare_buffers.borrow_mut();
+            if let (Some(large), Ok(buffer)) = (spare_kind, Rc::try_unwrap(buffer)) {
+                let mut spare = if large {
+                    appender.spare_large_buffers.borrow_mut()
+                } else {
+                    appender.spare_buffers.borrow_mut()
+                };
                 if spare.len() < SPARE_BUFFERS_MAX {
                     spare.push(buffer);
                 }

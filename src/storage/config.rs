@@ -29,6 +29,10 @@ pub struct LogConfig {
     /// of fio's bandwidth and 64 KiB at 88% (benches/README.md); tail flushes write only the
     /// pages that changed, so durable appends do not pay for the larger chunk.
     pub write_chunk_bytes: u64,
+    /// An append larger than a chunk (a big batch, or many at once) is written in pieces of up
+    /// to this size instead of chunk by chunk: 1 MiB durable appends went from 60% of fio's
+    /// bandwidth with 64 KiB writes to 82-94% with 1 MiB writes (benches/README.md).
+    pub write_large_max_bytes: u64,
     /// Bytes of log writes in flight per partition before appends wait.
     pub write_inflight_bytes_max: u64,
     /// Disk blocks are reserved for the active segment in steps of this size.
@@ -47,6 +51,7 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             write_chunk_bytes: 64 * KIB,
+            write_large_max_bytes: MIB,
             write_inflight_bytes_max: 4 * MIB,
             preallocate_bytes: 32 * MIB,
         }
@@ -57,6 +62,13 @@ impl LogConfig {
     pub(crate) fn log_appender(&self) -> AppenderConfig {
         AppenderConfig {
             chunk_size_bytes: self.write_chunk_bytes as usize,
+            // Whole chunks, at most what may be in flight.
+            large_write_bytes_max: (self
+                .write_large_max_bytes
+                .min(self.write_inflight_bytes_max)
+                .max(self.write_chunk_bytes)
+                / self.write_chunk_bytes
+                * self.write_chunk_bytes) as usize,
             inflight_bytes_max: self.write_inflight_bytes_max as usize,
             preallocate_step_bytes: self.preallocate_bytes.min(self.segment_bytes.max(MIB)),
         }
@@ -67,6 +79,7 @@ impl LogConfig {
         let entries_max = self.segment_bytes / self.index_interval_bytes.max(1) + 2;
         AppenderConfig {
             chunk_size_bytes: 4 * KIB as usize,
+            large_write_bytes_max: 4 * KIB as usize,
             inflight_bytes_max: 64 * KIB as usize,
             preallocate_step_bytes: (entries_max * entry_size_bytes as u64).clamp(4 * KIB, 4 * MIB),
         }

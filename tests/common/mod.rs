@@ -36,6 +36,9 @@ pub fn small_config() -> LogConfig {
         segment_bytes: 256 * 1024,
         index_interval_bytes: 4096,
         preallocate_bytes: 1024 * 1024,
+        // Batches of a few KiB take both the chunk and the large-write path.
+        write_chunk_bytes: 4096,
+        write_large_max_bytes: 8192,
         ..LogConfig::default()
     }
 }
