@@ -272,7 +272,9 @@ impl Shard {
                 .await
                 {
                     Ok((log, report)) => {
-                        if report.recovery.truncated_bytes > 0 {
+                        // The storage layer warns about a torn or corrupt tail itself; a cut
+                        // of preallocated zeros is routine and not worth a line.
+                        if report.recovery.invalid_reason.is_some() {
                             tracing::info!(partition = %id.dir_name(), truncated_bytes = report.recovery.truncated_bytes, "recovered partition");
                         }
                         let partition = Partition::open(id.clone(), log, Default::default()).await;
