@@ -232,9 +232,20 @@ impl Appender {
         grown.as_bytes_mut()[..fill].copy_from_slice(&state.buffer.as_bytes()[..fill]);
         let small = std::mem::replace(&mut state.buffer, grown);
         drop(state);
-        let mut spare = self.spare_buffers.borrow_mut();
+        self.recycle(small);
+    }
+
+    /// Keeps a chunk or large buffer no write holds any more, for the next one.
+    fn recycle(&self, buffer: AlignedBuffer) {
+        let mut spare = if buffer.len() == self.config.chunk_size_bytes {
+            self.spare_buffers.borrow_mut()
+        } else if buffer.len() == self.config.large_write_bytes_max {
+            self.spare_large_buffers.borrow_mut()
+        } else {
+            return;
+        };
         if spare.len() < SPARE_BUFFERS_MAX {
-            spare.push(small);
+            spare.push(buffer);
         }
     }
 
@@ -249,17 +260,29 @@ impl Appender {
     async fn submit_full_buffer(self: &Rc<Self>) -> Result<()> {
         self.wait_until(|state| !state.tail_write_inflight).await?;
         let fresh = self.take_buffer();
-        let (buffer, position) = {
+        let (buffer, position, written_fill) = {
             let mut state = self.state.borrow_mut();
             let buffer = std::mem::replace(&mut state.buffer, fresh);
             let position = state.buffer_position;
+            let written_fill = std::mem::take(&mut state.tail_written_fill);
             state.buffer_position += buffer.len() as u64;
             state.buffer_fill = 0;
-            state.tail_written_fill = 0;
-            (buffer, position)
+            (buffer, position, written_fill)
         };
         let end_position = position + buffer.len() as u64;
-        self.submit(buffer, position, end_position, false);
+        // Pages wholly before the last tail write are on disk already (durable appends flush
+        // the tail after each batch): write only from the first page that changed since,
+        // instead of the whole buffer again.
+        let from = align_down(written_fill as u64) as usize;
+        if from == 0 {
+            self.submit(buffer, position, end_position, false);
+        } else {
+            let mut rest = self.file.alloc_buffer(buffer.len() - from);
+            rest.as_bytes_mut()
+                .copy_from_slice(&buffer.as_bytes()[from..]);
+            self.recycle(buffer);
+            self.submit(rest, position + from as u64, end_position, false);
+        }
         let inflight_bytes_max = self.config.inflight_bytes_max;
         self.wait_until(|state| state.inflight_bytes <= inflight_bytes_max)
             .await
@@ -313,27 +336,14 @@ impl Appender {
             id
         };
         let appender = Rc::clone(self);
-        let spare_kind = match size_bytes {
-            _ if tail => None,
-            n if n == self.config.chunk_size_bytes => Some(false),
-            n if n == self.config.large_write_bytes_max => Some(true),
-            _ => None,
-        };
         let buffer = Rc::new(buffer);
         glommio::spawn_local(async move {
             let result = appender
                 .file
                 .write_rc_at(Rc::clone(&buffer), position)
                 .await;
-            if let (Some(large), Ok(buffer)) = (spare_kind, Rc::try_unwrap(buffer)) {
-                let mut spare = if large {
-                    appender.spare_large_buffers.borrow_mut()
-                } else {
-                    appender.spare_buffers.borrow_mut()
-                };
-                if spare.len() < SPARE_BUFFERS_MAX {
-                    spare.push(buffer);
-                }
+            if let Ok(buffer) = Rc::try_unwrap(buffer) {
+                appender.recycle(buffer);
             }
             appender.complete(id, tail, result);
         })
