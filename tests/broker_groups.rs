@@ -532,3 +532,30 @@ fn consumer_lag_is_exported_per_group_and_topic() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+#[test]
+fn the_offsets_topic_cannot_be_deleted_or_grown() {
+    const POLICY_VIOLATION: i16 = 44;
+    let broker = Broker::start_with_config(FAST_GROUPS);
+    let mut client = broker.client();
+    find_coordinator(&mut client, "any");
+    let delete = kafka_protocol::messages::DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(s(OFFSETS_TOPIC))])
+        .with_timeout_ms(30_000);
+    assert_eq!(
+        client.send(4, &delete).responses[0].error_code,
+        POLICY_VIOLATION
+    );
+    let mut grow =
+        kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default();
+    grow.name = TopicName(s(OFFSETS_TOPIC));
+    grow.count = 32;
+    grow.assignments = None;
+    let request = kafka_protocol::messages::CreatePartitionsRequest::default()
+        .with_topics(vec![grow])
+        .with_timeout_ms(30_000);
+    assert_eq!(
+        client.send(3, &request).results[0].error_code,
+        POLICY_VIOLATION
+    );
+}

@@ -168,6 +168,7 @@ impl MetadataStore {
     /// Kafka's DeleteTopics for one topic. Returns the deleted topic, so that the caller can
     /// delete its partitions' data.
     pub async fn delete_topic(&self, name: &str) -> Result<Arc<TopicMetadata>, MetadataError> {
+        refuse_internal(name, "deleted")?;
         let _permit = self.lock().await?;
         let topic = self.existing_topic(name)?;
         self.change(MetadataRecord::TopicDeleted { id: topic.id }, false)
@@ -183,6 +184,7 @@ impl MetadataStore {
         new_total: i32,
         validate_only: bool,
     ) -> Result<Arc<TopicMetadata>, MetadataError> {
+        refuse_internal(name, "given more partitions")?;
         let _permit = self.lock().await?;
         let record = self.plan_create_partitions(name, new_total)?;
         let state = self.change(record, validate_only).await?;
@@ -508,6 +510,17 @@ fn refused_before_writing(error: &StorageError) -> bool {
 }
 
 /// Compaction is not implemented; such a topic keeps all its data (see `TopicConfigs`).
+/// The broker's own topics stay as it made them: deleting `__consumer_offsets` would lose every
+/// committed offset, and more partitions would move groups to partitions without their data.
+fn refuse_internal(name: &str, change: &str) -> Result<(), MetadataError> {
+    if naming::is_internal_topic(name) {
+        return Err(MetadataError::PolicyViolation(format!(
+            "'{name}' is an internal topic and cannot be {change}"
+        )));
+    }
+    Ok(())
+}
+
 fn warn_if_compacted(topic: &TopicMetadata) {
     if naming::is_internal_topic(&topic.name) {
         // The broker bounds its own internal topics.
