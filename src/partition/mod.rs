@@ -9,8 +9,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::storage::fifo_lock::FifoLock;
 use bytes::{Bytes, BytesMut};
-use glommio::sync::Semaphore;
 
 use crate::protocol::codes;
 
@@ -86,7 +86,7 @@ pub struct Partition {
     pub log: Rc<PartitionLog>,
     /// Serialises the check-append-record sequence of idempotent produces: clients pipeline
     /// several requests, and a check between another batch's check and record would see a gap.
-    produce_lock: Semaphore,
+    produce_lock: FifoLock,
     producers: RefCell<ProducerStateTable>,
     /// Batches appended since the last producer-state snapshot.
     batches_since_snapshot: Cell<u64>,
@@ -114,7 +114,7 @@ impl Partition {
         Rc::new(Partition {
             id,
             log,
-            produce_lock: Semaphore::new(1),
+            produce_lock: FifoLock::default(),
             producers: RefCell::new(producers),
             batches_since_snapshot: Cell::new(0),
             data_arrived: Notify::default(),
@@ -128,12 +128,9 @@ impl Partition {
         let records = records
             .try_into_mut()
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        let permit = match self.produce_lock.acquire_permit(1).await {
-            Ok(permit) => permit,
-            Err(_) => {
-                return ProduceOutcome::error(codes::NOT_LEADER_OR_FOLLOWER, "partition is closing")
-            }
-        };
+        // Appends happen in the order requests reached the partition: a pipelining producer
+        // relies on it, and an idempotent one would see its sequence numbers out of order.
+        let permit = self.produce_lock.lock().await;
         let now = crate::storage::now_ms();
         let header_bytes = match self.check_producer(&records, now) {
             Err(outcome) => return outcome,

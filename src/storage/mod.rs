@@ -12,6 +12,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 mod error;
+pub mod fifo_lock;
 pub mod file;
 mod index;
 mod log;
