@@ -5,14 +5,14 @@
 //! turn (its task cancelled) is skipped, never waited for.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::task::{Poll, Waker};
 
-use super::notify::Notify;
-
+/// Only the ticket whose turn comes is woken, not every waiter: a partition with hundreds of
+/// pipelined requests queued would otherwise poll them all on every append.
 #[derive(Default)]
 pub struct FifoLock {
     state: RefCell<State>,
-    turn: Notify,
 }
 
 #[derive(Default)]
@@ -21,6 +21,8 @@ struct State {
     serving: u64,
     /// Tickets whose holders went away before their turn; bounded by the waiting tasks.
     abandoned: BTreeSet<u64>,
+    /// The waker of each ticket that has been polled and waits.
+    wakers: BTreeMap<u64, Waker>,
 }
 
 /// Held while it is this ticket's turn; the next ticket's turn starts when it is dropped.
@@ -51,16 +53,22 @@ impl FifoLock {
             granted: Cell::new(false),
         };
         async move {
-            self.turn
-                .wait_for(|| (self.state.borrow().serving == ticket.number).then_some(()))
-                .await;
+            std::future::poll_fn(|cx| {
+                let mut state = self.state.borrow_mut();
+                if state.serving == ticket.number {
+                    return Poll::Ready(());
+                }
+                state.wakers.insert(ticket.number, cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
             ticket.granted.set(true);
             FifoGuard { lock: self }
         }
     }
 
     fn advance(&self) {
-        {
+        let next = {
             let mut state = self.state.borrow_mut();
             state.serving += 1;
             loop {
@@ -70,8 +78,12 @@ impl FifoLock {
                 }
                 state.serving += 1;
             }
+            let serving = state.serving;
+            state.wakers.remove(&serving)
+        };
+        if let Some(waker) = next {
+            waker.wake();
         }
-        self.turn.notify_all();
     }
 }
 
@@ -86,7 +98,11 @@ impl Drop for Ticket<'_> {
         if self.granted.get() {
             return; // the guard releases the turn
         }
-        let now_serving = self.lock.state.borrow().serving == self.number;
+        let now_serving = {
+            let mut state = self.lock.state.borrow_mut();
+            state.wakers.remove(&self.number);
+            state.serving == self.number
+        };
         if now_serving {
             self.lock.advance();
         } else {
@@ -139,6 +155,33 @@ mod tests {
             drop(_guard);
             drop(dropped_at_turn);
             let _last = last.await;
+        });
+    }
+
+    #[test]
+    fn a_waiting_task_is_woken_when_its_turn_comes() {
+        run(|| async {
+            let lock = std::rc::Rc::new(FifoLock::default());
+            let done = std::rc::Rc::new(Cell::new(false));
+            let guard = lock.lock().await;
+            let waiter = {
+                let (lock, done) = (std::rc::Rc::clone(&lock), std::rc::Rc::clone(&done));
+                glommio::spawn_local(async move {
+                    let _guard = lock.lock().await;
+                    done.set(true);
+                })
+            };
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+            assert!(!done.get(), "waits while the lock is held");
+            drop(guard);
+            // A lost wake-up would hang here; the bound turns it into a failure.
+            glommio::timer::timeout(std::time::Duration::from_secs(10), async {
+                waiter.await;
+                Ok(())
+            })
+            .await
+            .expect("the waiter is woken");
+            assert!(done.get());
         });
     }
 }
