@@ -127,6 +127,18 @@ async fn fetch_group(
     }
 }
 
+/// The partitions an OffsetFetch names, from its (topic, partition indexes) pairs; v8 and
+/// the versions before it carry them in different types.
+fn requested<'a>(topics: impl Iterator<Item = (&'a TopicName, &'a [i32])>) -> Vec<TopicPartition> {
+    topics
+        .flat_map(|(name, indexes)| {
+            indexes
+                .iter()
+                .map(move |p| TopicPartition::new(name.0.to_string(), *p))
+        })
+        .collect()
+}
+
 fn by_topic(offsets: Vec<FetchedOffset>) -> BTreeMap<String, Vec<FetchedOffset>> {
     let mut topics: BTreeMap<String, Vec<FetchedOffset>> = BTreeMap::new();
     for offset in offsets {
@@ -145,14 +157,11 @@ pub async fn fetch(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result<
     if version >= 8 {
         for group in &body.groups {
             let partitions = group.topics.as_ref().map(|topics| {
-                topics
-                    .iter()
-                    .flat_map(|t| {
-                        t.partition_indexes
-                            .iter()
-                            .map(|p| TopicPartition::new(t.name.0.to_string(), *p))
-                    })
-                    .collect()
+                requested(
+                    topics
+                        .iter()
+                        .map(|t| (&t.name, t.partition_indexes.as_slice())),
+                )
             });
             let reply = fetch_group(shard, group.group_id.0.to_string(), partitions).await;
             let mut answer = OffsetFetchResponseGroup::default();
@@ -183,14 +192,11 @@ pub async fn fetch(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result<
         return respond(request, &response);
     }
     let partitions = body.topics.as_ref().map(|topics| {
-        topics
-            .iter()
-            .flat_map(|t| {
-                t.partition_indexes
-                    .iter()
-                    .map(|p| TopicPartition::new(t.name.0.to_string(), *p))
-            })
-            .collect()
+        requested(
+            topics
+                .iter()
+                .map(|t| (&t.name, t.partition_indexes.as_slice())),
+        )
     });
     let reply = fetch_group(shard, body.group_id.0.to_string(), partitions).await;
     if version >= 2 {
