@@ -44,18 +44,40 @@ fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
 
-fn join(client: &mut Client, group: &str, member_id: &str, metadata: Bytes) -> JoinGroupResponse {
+/// A JoinGroup for the "range" protocol with these timeouts.
+fn join_request(
+    group: &str,
+    member_id: &str,
+    session_timeout_ms: i32,
+    rebalance_timeout_ms: i32,
+    metadata: Bytes,
+) -> JoinGroupRequest {
     let mut protocol = JoinGroupRequestProtocol::default();
     protocol.name = s("range");
     protocol.metadata = metadata;
-    let request = JoinGroupRequest::default()
+    JoinGroupRequest::default()
         .with_group_id(GroupId(s(group)))
-        .with_session_timeout_ms(1_000)
-        .with_rebalance_timeout_ms(5_000)
+        .with_session_timeout_ms(session_timeout_ms)
+        .with_rebalance_timeout_ms(rebalance_timeout_ms)
         .with_member_id(s(member_id))
         .with_protocol_type(s("consumer"))
-        .with_protocols(vec![protocol]);
-    client.send(5, &request)
+        .with_protocols(vec![protocol])
+}
+
+fn join(client: &mut Client, group: &str, member_id: &str, metadata: Bytes) -> JoinGroupResponse {
+    client.send(5, &join_request(group, member_id, 1_000, 5_000, metadata))
+}
+
+/// Heartbeats until the coordinator announces a rebalance (at most 10 s).
+fn wait_for_rebalance(client: &mut Client, group: &str, member_id: &str, generation: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while heartbeat(client, group, member_id, generation) != REBALANCE_IN_PROGRESS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rebalance announced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn sync(client: &mut Client, group: &str, member_id: &str, generation: i32) -> (i16, Bytes) {
@@ -242,14 +264,7 @@ fn a_membership_cycle_answers_the_codes_clients_expect() {
             Bytes::from_static(b"sub"),
         )
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while heartbeat(&mut client, "cycle", &member_id, generation) != REBALANCE_IN_PROGRESS {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no rebalance announced"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_rebalance(&mut client, "cycle", &member_id, generation);
     assert_eq!(
         commit(
             &mut client,
@@ -308,14 +323,7 @@ fn bad_joins_are_refused_and_the_broker_keeps_serving() {
     );
     assert_eq!(oversized.error_code, INVALID_REQUEST);
 
-    let mut protocol = JoinGroupRequestProtocol::default();
-    protocol.name = s("range");
-    let too_short_session = JoinGroupRequest::default()
-        .with_group_id(GroupId(s("short")))
-        .with_session_timeout_ms(10)
-        .with_rebalance_timeout_ms(5_000)
-        .with_protocol_type(s("consumer"))
-        .with_protocols(vec![protocol]);
+    let too_short_session = join_request("short", "", 10, 5_000, Bytes::new());
     assert_eq!(
         client.send(5, &too_short_session).error_code,
         INVALID_SESSION_TIMEOUT
@@ -452,28 +460,12 @@ fn stopping_the_broker_answers_members_waiting_in_a_join() {
     let addr = broker.kafka_addr;
     let second = std::thread::spawn(move || {
         let mut client = Client::connect(addr);
-        let mut protocol = JoinGroupRequestProtocol::default();
-        protocol.name = s("range");
-        let request = JoinGroupRequest::default()
-            .with_group_id(GroupId(s("waiting")))
-            .with_session_timeout_ms(60_000)
-            .with_rebalance_timeout_ms(60_000)
-            .with_protocol_type(s("consumer"))
-            .with_protocols(vec![protocol]);
+        let request = join_request("waiting", "", 60_000, 60_000, Bytes::new());
         let first = client.send(5, &request);
         let request = request.with_member_id(first.member_id);
         client.send(5, &request).error_code
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while heartbeat(&mut client, "waiting", &member_id, joined.generation_id)
-        != REBALANCE_IN_PROGRESS
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no rebalance announced"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_rebalance(&mut client, "waiting", &member_id, joined.generation_id);
     broker.restart();
     assert_eq!(second.join().expect("answered"), NOT_COORDINATOR);
 }

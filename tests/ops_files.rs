@@ -89,11 +89,12 @@ fn load(path: &Path) -> anyhow::Result<ServerConfig> {
     })
 }
 
-/// Every top-level key the loader accepts: serde names them all when it refuses an unknown one.
-fn accepted_keys() -> BTreeSet<String> {
+/// Every key the loader accepts where `unknown_key_toml` puts an unknown one: serde names
+/// them all when it refuses it.
+fn accepted_keys_at(unknown_key_toml: &str) -> BTreeSet<String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bogus.toml");
-    std::fs::write(&path, "no_such_key = 1\n").unwrap();
+    std::fs::write(&path, unknown_key_toml).unwrap();
     let error = format!("{:#}", load(&path).expect_err("an unknown key is refused"));
     let (_, expected) = error
         .split_once("expected one of")
@@ -106,21 +107,14 @@ fn accepted_keys() -> BTreeSet<String> {
         .collect()
 }
 
-/// Every key the `[group]` table accepts, from serde's refusal of an unknown one.
+/// Every top-level key the loader accepts.
+fn accepted_keys() -> BTreeSet<String> {
+    accepted_keys_at("no_such_key = 1\n")
+}
+
+/// Every key the `[group]` table accepts.
 fn accepted_group_keys() -> BTreeSet<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bogus.toml");
-    std::fs::write(&path, "[group]\nno_such_key = 1\n").unwrap();
-    let error = format!("{:#}", load(&path).expect_err("an unknown key is refused"));
-    let (_, expected) = error
-        .split_once("expected one of")
-        .unwrap_or_else(|| panic!("the loader lists its keys: {error}"));
-    expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
+    accepted_keys_at("[group]\nno_such_key = 1\n")
 }
 
 /// The `key = value` lines of table `[name]`.
