@@ -526,6 +526,55 @@ fn concurrent_durable_appends_share_fdatasyncs() {
 }
 
 #[test]
+fn durable_appends_one_at_a_time_are_synced_by_o_dsync_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let mut expected = Vec::new();
+        {
+            let log = open(&dir, LogConfig::default()).await;
+            let durable_append = |i: u64| {
+                let log = log.clone();
+                async move {
+                    let bytes = make_batch(i, 1, 1000, i as i64);
+                    let info = append(&log, &bytes).await;
+                    log.wait_durable(info.last_offset + 1).await.unwrap();
+                    assigned(&bytes, info.base_offset, 0)
+                }
+            };
+            // 200 KB: three 64 KiB chunks fill on the way, each written through the twin too.
+            for i in 0..200u64 {
+                expected.push(durable_append(i).await);
+            }
+            assert_eq!(log.group_commit_count(), 200);
+            let fdatasyncs = log.fdatasync_count();
+            assert!(
+                (1..=2).contains(&fdatasyncs),
+                "{fdatasyncs} fdatasyncs for 200 durable appends one at a time"
+            );
+            // A tail written behind, without a sync, is not durable: the next sync must
+            // fdatasync, and the one after is a lone O_DSYNC write again.
+            let bytes = make_batch(200, 1, 1000, 200);
+            let info = append(&log, &bytes).await;
+            expected.push(assigned(&bytes, info.base_offset, 0));
+            log.tick(ringlog::storage::now_ms(), false).await.unwrap();
+            expected.push(durable_append(201).await);
+            assert_eq!(log.fdatasync_count(), fdatasyncs + 1);
+            expected.push(durable_append(202).await);
+            assert_eq!(log.fdatasync_count(), fdatasyncs + 1);
+            // Dropped without close.
+        }
+        let log = open_uncached(&dir, LogConfig::default()).await;
+        assert_eq!(log.log_end_offset(), 203);
+        assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "read back");
+        // A log reopened on bytes that may never have been synced fdatasyncs at its first sync.
+        let info = append(&log, &make_batch(203, 1, 1000, 203)).await;
+        log.wait_durable(info.last_offset + 1).await.unwrap();
+        assert_eq!(log.fdatasync_count(), 1);
+    });
+}
+
+#[test]
 fn leader_epochs_are_stamped_and_remembered() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t-0");

@@ -102,6 +102,7 @@ struct LogState {
     flush_requested_offset: i64,
     /// Group commits done (each one fdatasync of the active segment).
     group_commit_count: u64,
+    fdatasync_count: u64,
     failure: Option<String>,
 }
 
@@ -186,6 +187,7 @@ impl PartitionLog {
                 flush_running: false,
                 flush_requested_offset: 0,
                 group_commit_count: 0,
+                fdatasync_count: 0,
                 failure: None,
             }),
             append_lock: Semaphore::new(1),
@@ -226,9 +228,15 @@ impl PartitionLog {
         self.state.borrow().durable_offset
     }
 
-    /// How many group commits (fdatasyncs of the active segment) the flusher has done.
+    /// How many group commits (syncs of the active segment) the flusher has done.
     pub fn group_commit_count(&self) -> u64 {
         self.state.borrow().group_commit_count
+    }
+
+    /// How many of those group commits needed an fdatasync; the others were made durable by
+    /// their O_DSYNC writes alone.
+    pub fn fdatasync_count(&self) -> u64 {
+        self.state.borrow().fdatasync_count
     }
 
     pub fn segment_count(&self) -> usize {
@@ -532,8 +540,9 @@ impl PartitionLog {
             };
             let result = segment.sync().await;
             match result {
-                Ok(()) => {
+                Ok(fdatasync) => {
                     let mut state = self.state.borrow_mut();
+                    state.fdatasync_count += u64::from(fdatasync);
                     state.durable_offset = state.durable_offset.max(target_offset);
                     state.unflushed_messages = 0;
                     state.last_flush_ms = now_ms();

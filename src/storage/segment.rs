@@ -544,15 +544,17 @@ impl Segment {
     }
 
     /// Makes every appended byte durable and persists the index entries that now point at
-    /// durable data.
-    pub async fn sync(&self) -> Result<()> {
+    /// durable data. Returns whether that took an fdatasync (else O_DSYNC writes sufficed).
+    pub async fn sync(&self) -> Result<bool> {
         let appender = self.appender.borrow().clone();
         let Some(appender) = appender else {
-            return Ok(());
+            return Ok(false);
         };
+        let fdatasyncs_before = appender.fdatasync_count();
         let position = appender.sync().await?;
         self.prune_pending();
-        self.persist_index(position, false).await
+        self.persist_index(position, false).await?;
+        Ok(appender.fdatasync_count() > fdatasyncs_before)
     }
 
     /// Hands the index entries whose batches lie below `durable_position` to the index files;
