@@ -2,20 +2,27 @@
 //! of the same block size on the same filesystem, for 16 KiB and 1 MiB batches, durable and not.
 //!
 //! - non-durable: append continuously, then `flush()`; the flush is timed. fio: `--direct=1
-//!   --rw=write --end_fsync=1`.
-//! - durable: append one batch, `wait_durable`, then the next (queue depth 1). fio: `--direct=1
-//!   --rw=write --fdatasync=1`.
+//!   --rw=write --end_fsync=1`, at queue depth 1 (`psync`) and with `io_uring` at the depth of
+//!   ringlog's writer (`write_inflight_bytes_max / block size`); ringlog is held against the
+//!   faster of the two.
+//! - durable at depth D: D appenders, each appending one batch and waiting for it to be durable
+//!   (`wait_durable`, shared fdatasyncs: group commit) before the next. fio: `--direct=1
+//!   --rw=write --fdatasync=1` at the same depth (`psync` for 1, `io_uring` above).
 //!
-//! fio runs twice per case: at queue depth 1 (`psync`) and with `io_uring` at the depth of
-//! ringlog's writer (`write_inflight_bytes_max / block size`); ringlog is held against the
-//! faster of the two. A plain program (`harness = false`), not criterion: each figure is one long
-//! sequential run, as fio measures it.
+//! The cases run in rounds (`RINGLOG_BENCH_ROUNDS`, default 5): in each round every case runs
+//! ringlog and then fio, back to back, so that each ratio compares figures taken moments apart
+//! on a disk whose speed drifts; the report gives medians over the rounds. A plain program
+//! (`harness = false`), not criterion: each figure is one long sequential run, as fio measures it.
 //!
-//! Environment: `RINGLOG_BENCH_DIR` (default `target/bench-tmp`), `RINGLOG_BENCH_NONDURABLE_BYTES`
-//! (default 1GiB), `RINGLOG_BENCH_DURABLE_BYTES` (default 128MiB). `--json PATH` also writes the
-//! results as JSON. Every file it creates is removed before it exits.
+//! Environment: `RINGLOG_BENCH_DIR` (default `target/bench-tmp`), `RINGLOG_BENCH_BYTES` (data
+//! per row, default 1GiB), `RINGLOG_BENCH_QD1_DURABLE_BYTES` (data per durable row at depth 1,
+//! one sync per batch, default 128MiB but at least 512 batches), `RINGLOG_BENCH_ROUNDS`,
+//! `RINGLOG_BENCH_CASES` (only the rows whose label contains one of these comma-separated
+//! words, e.g. `16kib-durable-qd1`), and overrides of single log settings (see
+//! `bench_log_config`). `--json PATH` also writes the results as JSON. Every file it creates is
+//! removed before it exits.
 
-use std::fmt::Write as _;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
@@ -29,14 +36,18 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
 const BATCH_SIZES_BYTES: [u64; 2] = [16 * KIB, MIB];
-const NONDURABLE_BYTES_DEFAULT: u64 = GIB;
-const DURABLE_BYTES_DEFAULT: u64 = 128 * MIB;
+const ROW_BYTES_DEFAULT: u64 = GIB;
+const QD1_DURABLE_BYTES_DEFAULT: u64 = 128 * MIB;
+/// A durable row at depth 1 appends at least this many batches, so that 1 MiB rows last long
+/// enough to measure.
+const QD1_DURABLE_BATCHES_MIN: u64 = 512;
+const ROUNDS_DEFAULT: usize = 5;
 const BENCH_DIR_DEFAULT: &str = "target/bench-tmp";
 /// Records per batch: one per KiB, as a producer of 1 KiB messages would send.
 const RECORD_SIZE_BYTES: u64 = KIB;
 /// The shard's batch cache during the run; appends insert into it and evict from it.
 const CACHE_SIZE_BYTES: usize = 64 * MIB as usize;
-/// ringlog should reach this share of the faster fio figure.
+/// ringlog should reach this share of the comparable fio figure.
 const TARGET_RATIO: f64 = 0.70;
 /// fio and this report count MB as 10^6 bytes.
 const BYTES_PER_MB: f64 = 1e6;
@@ -47,16 +58,10 @@ const PREBUILT_REQUESTS_BYTES_MAX: u64 = 2 * GIB;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     NonDurable,
-    Durable,
-}
-
-impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::NonDurable => "non-durable",
-            Mode::Durable => "durable",
-        }
-    }
+    /// This many appenders, each waiting for its batch to be durable before the next.
+    Durable {
+        depth: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +76,45 @@ impl Case {
         self.batch_size_bytes * self.batch_count
     }
 
+    fn mode_label(&self) -> String {
+        match self.mode {
+            Mode::NonDurable => "non-durable".to_string(),
+            Mode::Durable { depth } => format!("durable qd{depth}"),
+        }
+    }
+
     fn label(&self) -> String {
-        format!("{}-{}", size_label(self.batch_size_bytes), self.mode.name())
+        format!(
+            "{}-{}",
+            size_label(self.batch_size_bytes),
+            self.mode_label()
+        )
+    }
+
+    /// The label without spaces, lower case, as `RINGLOG_BENCH_CASES` matches it.
+    fn key(&self) -> String {
+        self.label()
+            .replace(' ', "-")
+            .replace("-KiB", "KiB")
+            .replace("-MiB", "MiB")
+            .to_ascii_lowercase()
+    }
+
+    /// Appends in flight when the log's writer is full: fio's queue depth for the same bytes.
+    fn writer_depth(&self) -> u64 {
+        (bench_log_config().write_inflight_bytes_max / self.batch_size_bytes).max(1)
+    }
+
+    /// The fio runs this case is compared with: (ioengine, queue depth).
+    fn fio_variants(&self) -> Vec<(String, u64)> {
+        match self.mode {
+            Mode::NonDurable => vec![
+                ("psync".into(), 1),
+                ("io_uring".into(), self.writer_depth()),
+            ],
+            Mode::Durable { depth: 1 } => vec![("psync".into(), 1)],
+            Mode::Durable { depth } => vec![("io_uring".into(), depth)],
+        }
     }
 }
 
@@ -82,58 +124,84 @@ struct RinglogRun {
     requests_prebuilt: bool,
     /// Minor page faults of the executor thread while the clock ran: fresh memory touched.
     page_fault_count: u64,
+    /// CPU time of the executor thread while the clock ran: how close to CPU-bound it was.
+    cpu_time: Duration,
     group_commit_count: u64,
+    /// Group commits that needed an fdatasync; the others were O_DSYNC writes alone.
+    fdatasync_count: u64,
 }
 
-/// fio's figures for one case, each in bytes per second or why there is none.
-struct FioRuns {
-    queue_depth_1: Result<f64, String>,
-    io_uring_depth: u64,
-    io_uring: Result<f64, String>,
+impl RinglogRun {
+    fn bytes_per_s(&self, case: &Case) -> f64 {
+        case.total_bytes() as f64 / self.elapsed.as_secs_f64()
+    }
 }
 
-impl FioRuns {
-    fn best_bytes_per_s(&self) -> Option<f64> {
-        [&self.queue_depth_1, &self.io_uring]
-            .into_iter()
+/// One round of one case: ringlog's run and fio's, taken back to back.
+struct Round {
+    ringlog: RinglogRun,
+    /// fio's bandwidth in bytes per second per variant, or why there is none.
+    fio: Vec<Result<f64, String>>,
+}
+
+impl Round {
+    /// The fio figure ringlog is held against: the fastest variant.
+    fn fio_reference(&self) -> Option<f64> {
+        self.fio
+            .iter()
             .filter_map(|r| r.as_ref().ok().copied())
             .reduce(f64::max)
+    }
+
+    fn ratio(&self, case: &Case) -> Option<f64> {
+        Some(self.ringlog.bytes_per_s(case) / self.fio_reference()?)
     }
 }
 
 struct Row {
     case: Case,
-    ringlog: RinglogRun,
-    /// `None` when fio is not installed.
-    fio: Option<FioRuns>,
+    rounds: Vec<Round>,
 }
 
 impl Row {
-    fn ringlog_bytes_per_s(&self) -> f64 {
-        self.case.total_bytes() as f64 / self.ringlog.elapsed.as_secs_f64()
+    fn ringlog_mb_per_s(&self) -> Vec<f64> {
+        let case = self.case;
+        self.rounds
+            .iter()
+            .map(|r| mb_per_s(r.ringlog.bytes_per_s(&case)))
+            .collect()
     }
 
-    fn ringlog_batches_per_s(&self) -> f64 {
-        self.case.batch_count as f64 / self.ringlog.elapsed.as_secs_f64()
+    fn fio_mb_per_s(&self, variant: usize) -> Vec<f64> {
+        self.rounds
+            .iter()
+            .filter_map(|r| r.fio.get(variant)?.as_ref().ok().map(|b| mb_per_s(*b)))
+            .collect()
     }
 
-    /// ringlog against the faster fio figure: what the target is judged on.
-    fn ratio(&self) -> Option<f64> {
-        let best = self.fio.as_ref()?.best_bytes_per_s()?;
-        Some(self.ringlog_bytes_per_s() / best)
+    fn ratios(&self) -> Vec<f64> {
+        self.rounds
+            .iter()
+            .filter_map(|r| r.ratio(&self.case))
+            .collect()
     }
 
-    /// ringlog against fio at queue depth 1, the like-for-like figure for durable appends.
-    fn ratio_queue_depth_1(&self) -> Option<f64> {
-        let fio = self.fio.as_ref()?.queue_depth_1.as_ref().ok()?;
-        Some(self.ringlog_bytes_per_s() / fio)
+    fn verdict(&self) -> &'static str {
+        match median(&self.ratios()) {
+            None => "no fio figure",
+            Some(r) if r >= TARGET_RATIO => "met",
+            Some(_) => "NOT met",
+        }
     }
 }
 
 struct Settings {
     root: PathBuf,
-    nondurable_bytes: u64,
-    durable_bytes: u64,
+    row_bytes: u64,
+    qd1_durable_bytes: u64,
+    rounds: usize,
+    /// Only the cases whose key contains one of these.
+    case_filters: Vec<String>,
     json_path: Option<PathBuf>,
 }
 
@@ -156,14 +224,32 @@ impl Settings {
                 }
             }
         }
+        let rounds = match std::env::var("RINGLOG_BENCH_ROUNDS") {
+            Err(_) => ROUNDS_DEFAULT,
+            Ok(text) => text
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    format!("RINGLOG_BENCH_ROUNDS='{text}': expected a positive count")
+                })?,
+        };
         Ok(Settings {
             root: std::env::var_os("RINGLOG_BENCH_DIR")
                 .map_or_else(|| PathBuf::from(BENCH_DIR_DEFAULT), PathBuf::from),
-            nondurable_bytes: env_bytes(
-                "RINGLOG_BENCH_NONDURABLE_BYTES",
-                NONDURABLE_BYTES_DEFAULT,
+            row_bytes: env_bytes("RINGLOG_BENCH_BYTES", ROW_BYTES_DEFAULT)?,
+            qd1_durable_bytes: env_bytes(
+                "RINGLOG_BENCH_QD1_DURABLE_BYTES",
+                QD1_DURABLE_BYTES_DEFAULT,
             )?,
-            durable_bytes: env_bytes("RINGLOG_BENCH_DURABLE_BYTES", DURABLE_BYTES_DEFAULT)?,
+            rounds,
+            case_filters: std::env::var("RINGLOG_BENCH_CASES")
+                .unwrap_or_default()
+                .split(',')
+                .map(|f| f.trim().to_ascii_lowercase())
+                .filter(|f| !f.is_empty())
+                .collect(),
             json_path,
         })
     }
@@ -171,15 +257,32 @@ impl Settings {
     fn cases(&self) -> Vec<Case> {
         let mut cases = Vec::new();
         for batch_size_bytes in BATCH_SIZES_BYTES {
-            for (mode, total_bytes) in [
-                (Mode::NonDurable, self.nondurable_bytes),
-                (Mode::Durable, self.durable_bytes),
+            let writer_depth =
+                (bench_log_config().write_inflight_bytes_max / batch_size_bytes).max(1);
+            for mode in [
+                Mode::NonDurable,
+                Mode::Durable { depth: 1 },
+                Mode::Durable {
+                    depth: writer_depth,
+                },
             ] {
-                cases.push(Case {
+                let batch_count = match mode {
+                    Mode::Durable { depth: 1 } => {
+                        (self.qd1_durable_bytes / batch_size_bytes).max(QD1_DURABLE_BATCHES_MIN)
+                    }
+                    _ => (self.row_bytes / batch_size_bytes).max(1),
+                };
+                let case = Case {
                     batch_size_bytes,
                     mode,
-                    batch_count: (total_bytes / batch_size_bytes).max(1),
-                });
+                    batch_count,
+                };
+                let key = case.key();
+                if self.case_filters.is_empty()
+                    || self.case_filters.iter().any(|f| key.contains(f.as_str()))
+                {
+                    cases.push(case);
+                }
             }
         }
         cases
@@ -227,6 +330,27 @@ fn make_batch(size_bytes: u64) -> Vec<u8> {
     batch::build_batch(ringlog::storage::now_ms(), records_count, &payload, None)
 }
 
+/// The request buffers of one run, handed out in order to however many appenders.
+struct Requests {
+    template: Vec<u8>,
+    prebuilt: RefCell<std::vec::IntoIter<BytesMut>>,
+    remaining: Cell<u64>,
+}
+
+impl Requests {
+    /// The next request, or `None` once the run has all of them.
+    fn next(&self) -> Option<BytesMut> {
+        let remaining = self.remaining.get().checked_sub(1)?;
+        self.remaining.set(remaining);
+        Some(
+            self.prebuilt
+                .borrow_mut()
+                .next()
+                .unwrap_or_else(|| BytesMut::from(&self.template[..])),
+        )
+    }
+}
+
 /// Appends `case` into a fresh log in `dir` with the default `LogConfig`, then removes it.
 async fn run_ringlog(dir: PathBuf, case: Case) -> Result<RinglogRun, String> {
     let fail = |what: &str, error: ringlog::storage::StorageError| format!("{what}: {error}");
@@ -248,32 +372,57 @@ async fn run_ringlog(dir: PathBuf, case: Case) -> Result<RinglogRun, String> {
     } else {
         0
     };
-    let mut prebuilt = (0..prebuilt_count)
-        .map(|_| BytesMut::from(&template[..]))
-        .collect::<Vec<_>>()
-        .into_iter();
+    // Carved out of one allocation, as requests read into a connection's buffer are: one
+    // allocation each would make every free an munmap on the executor, a cost of this
+    // benchmark's set-up and not of a broker, whose request buffers come from a warm heap.
+    let mut arena = BytesMut::with_capacity((prebuilt_count * case.batch_size_bytes) as usize);
+    let prebuilt = (0..prebuilt_count)
+        .map(|_| {
+            arena.extend_from_slice(&template);
+            arena.split_to(template.len())
+        })
+        .collect::<Vec<_>>();
+    let requests = Rc::new(Requests {
+        template,
+        prebuilt: RefCell::new(prebuilt.into_iter()),
+        remaining: Cell::new(case.batch_count),
+    });
 
-    let page_faults_before = thread_minor_page_faults();
+    let (page_faults_before, cpu_before) = thread_usage();
     let start = Instant::now();
-    for _ in 0..case.batch_count {
-        let record_set = prebuilt
-            .next()
-            .unwrap_or_else(|| BytesMut::from(&template[..]));
-        let info = log
-            .append(record_set, 0)
-            .await
-            .map_err(|e| fail("append", e))?;
-        if case.mode == Mode::Durable {
-            log.wait_durable(info.last_offset + 1)
-                .await
-                .map_err(|e| fail("wait_durable", e))?;
+    match case.mode {
+        Mode::NonDurable => {
+            while let Some(record_set) = requests.next() {
+                log.append(record_set, 0)
+                    .await
+                    .map_err(|e| fail("append", e))?;
+            }
+        }
+        Mode::Durable { depth } => {
+            // One task per producer waiting on its own batch; their waits share fdatasyncs.
+            let producers = (0..depth).map(|_| {
+                let (log, requests) = (Rc::clone(&log), Rc::clone(&requests));
+                glommio::spawn_local(async move {
+                    while let Some(record_set) = requests.next() {
+                        let info = log.append(record_set, 0).await?;
+                        log.wait_durable(info.last_offset + 1).await?;
+                    }
+                    Ok(())
+                })
+            });
+            for result in futures_util::future::join_all(producers).await {
+                result.map_err(|e| fail("durable append", e))?;
+            }
         }
     }
     log.flush().await.map_err(|e| fail("flush", e))?;
     let elapsed = start.elapsed();
-    let page_fault_count = thread_minor_page_faults().saturating_sub(page_faults_before);
+    let (page_faults_after, cpu_after) = thread_usage();
+    let page_fault_count = page_faults_after.saturating_sub(page_faults_before);
+    let cpu_time = cpu_after.saturating_sub(cpu_before);
 
     let group_commit_count = log.group_commit_count();
+    let fdatasync_count = log.fdatasync_count();
     log.close().await.map_err(|e| fail("close", e))?;
     drop(log);
     file::remove_dir_all(&dir)
@@ -283,20 +432,28 @@ async fn run_ringlog(dir: PathBuf, case: Case) -> Result<RinglogRun, String> {
         elapsed,
         requests_prebuilt,
         page_fault_count,
+        cpu_time,
         group_commit_count,
+        fdatasync_count,
     })
 }
 
-/// Minor page faults of the calling thread so far.
-fn thread_minor_page_faults() -> u64 {
+/// The calling thread's minor page faults and CPU time (user + system) so far.
+fn thread_usage() -> (u64, Duration) {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` is a valid out-pointer for getrusage.
     if unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) } != 0 {
-        return 0;
+        return (0, Duration::ZERO);
     }
     // SAFETY: getrusage returned 0, so it filled `usage`.
     let usage = unsafe { usage.assume_init() };
-    usage.ru_minflt as u64
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    (
+        usage.ru_minflt as u64,
+        time(usage.ru_utime) + time(usage.ru_stime),
+    )
 }
 
 fn fio_installed() -> bool {
@@ -306,30 +463,12 @@ fn fio_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The same sequential write as `case` with fio, at queue depth 1 and with io_uring at the
-/// depth of ringlog's writer.
-fn run_fio_case(path: &Path, case: &Case) -> FioRuns {
-    let inflight_bytes_max = bench_log_config().write_inflight_bytes_max;
-    let io_uring_depth = (inflight_bytes_max / case.batch_size_bytes).max(1);
-    FioRuns {
-        queue_depth_1: run_fio(path, case, &["--ioengine=psync", "--iodepth=1"]),
-        io_uring_depth,
-        io_uring: run_fio(
-            path,
-            case,
-            &[
-                "--ioengine=io_uring",
-                &format!("--iodepth={io_uring_depth}"),
-            ],
-        ),
-    }
-}
-
-/// Runs fio once and returns its write bandwidth in bytes per second. Removes its file.
-fn run_fio(path: &Path, case: &Case, engine_args: &[&str]) -> Result<f64, String> {
+/// Runs fio once (engine `psync` or `io_uring` at `depth`) and returns its write bandwidth in
+/// bytes per second. Removes its file.
+fn run_fio(path: &Path, case: &Case, engine: &str, depth: u64) -> Result<f64, String> {
     let sync_arg = match case.mode {
         Mode::NonDurable => "--end_fsync=1",
-        Mode::Durable => "--fdatasync=1",
+        Mode::Durable { .. } => "--fdatasync=1",
     };
     let output = Command::new("fio")
         .args([
@@ -341,7 +480,8 @@ fn run_fio(path: &Path, case: &Case, engine_args: &[&str]) -> Result<f64, String
         .arg(format!("--filename={}", path.display()))
         .arg(format!("--bs={}", case.batch_size_bytes))
         .arg(format!("--size={}", case.total_bytes()))
-        .args(engine_args)
+        .arg(format!("--ioengine={engine}"))
+        .arg(format!("--iodepth={depth}"))
         .arg(sync_arg)
         .output();
     let _ = std::fs::remove_file(path);
@@ -351,50 +491,50 @@ fn run_fio(path: &Path, case: &Case, engine_args: &[&str]) -> Result<f64, String
         let reason = stderr.lines().next().unwrap_or("no message");
         return Err(format!("fio failed ({}): {reason}", output.status));
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    fio_write_bytes_per_s(&stdout).ok_or_else(|| "no write bandwidth in fio's JSON".to_string())
-}
-
-/// `jobs[0].write.bw_bytes` from fio's JSON output, read by hand: the only field needed.
-/// `"write"` also appears as a value (`"rw" : "write"`); the object is the one followed by `{`.
-fn fio_write_bytes_per_s(json: &str) -> Option<f64> {
-    let (write_at, _) = json.match_indices("\"write\"").find(|(i, key)| {
-        json[i + key.len()..]
-            .trim_start()
-            .strip_prefix(':')
-            .is_some_and(|rest| rest.trim_start().starts_with('{'))
-    })?;
-    let write = &json[write_at..];
-    let key = "\"bw_bytes\"";
-    let value = write[write.find(key)? + key.len()..]
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start();
-    let end = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    value[..end]
-        .parse()
-        .ok()
-        .filter(|bytes_per_s: &f64| *bytes_per_s > 0.0)
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("fio's JSON output: {e}"))?;
+    report["jobs"][0]["write"]["bw_bytes"]
+        .as_f64()
+        .filter(|bytes_per_s| *bytes_per_s > 0.0)
+        .ok_or_else(|| "no write bandwidth in fio's JSON".to_string())
 }
 
 fn mb_per_s(bytes_per_s: f64) -> f64 {
     bytes_per_s / BYTES_PER_MB
 }
 
-fn fio_cell(result: &Result<f64, String>) -> String {
-    match result {
-        Ok(bytes_per_s) => format!("{:.0}", mb_per_s(*bytes_per_s)),
-        Err(_) => "failed".to_string(),
+/// The median (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
-fn percent_cell(ratio: Option<f64>) -> String {
-    ratio.map_or("-".into(), |r| format!("{:.0}%", r * 100.0))
+/// "median (min–max)" of MB/s figures.
+fn spread_cell(values: &[f64], scale: f64, unit: &str) -> String {
+    let Some(mid) = median(values) else {
+        return "-".into();
+    };
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if values.len() == 1 {
+        format!("{:.0}{unit}", mid * scale)
+    } else {
+        format!(
+            "{:.0}{unit} ({:.0}-{:.0})",
+            mid * scale,
+            min * scale,
+            max * scale
+        )
+    }
 }
 
-fn print_table(dir: &Path, rows: &[Row]) {
+fn print_table(dir: &Path, rounds: usize, rows: &[Row]) {
     let config = bench_log_config();
     println!();
     println!("ringlog sequential append vs fio direct-IO sequential write");
@@ -407,145 +547,154 @@ fn print_table(dir: &Path, rows: &[Row]) {
         config.segment_bytes / MIB,
     );
     println!(
-        "MB = 10^6 bytes; ratio = ringlog / faster fio figure (target >= {:.0}%); \
-         vs qd1 = ringlog / fio at queue depth 1",
+        "{rounds} round(s), each case's ringlog and fio runs back to back; figures are medians \
+         (min-max over the rounds); MB = 10^6 bytes"
+    );
+    println!(
+        "ratio = ringlog / fio in the same round (the faster fio variant for non-durable rows); \
+         target >= {:.0}% (median ratio)",
         TARGET_RATIO * 100.0
     );
     println!();
     println!(
-        "{:<7} {:<12} {:>8} {:>12} {:>9} {:>12} {:>18} {:>6} {:>6}  target",
+        "{:<7} {:<18} {:>8} {:>20} {:>10} {:>22} {:>22} {:>16}  target",
         "size",
         "mode",
         "data MiB",
         "ringlog MB/s",
         "batches/s",
-        "fio qd1 MB/s",
+        "fio psync qd1 MB/s",
         "fio io_uring MB/s",
         "ratio",
-        "vs qd1",
     );
     for row in rows {
-        let (fio_qd1, fio_queued, target) = match &row.fio {
-            None => ("-".into(), "-".into(), "no fio"),
-            Some(fio) => (
-                fio_cell(&fio.queue_depth_1),
-                format!("{} (qd{})", fio_cell(&fio.io_uring), fio.io_uring_depth),
-                match row.ratio() {
-                    None => "no fio figure",
-                    Some(r) if r >= TARGET_RATIO => "met",
-                    Some(_) => "NOT met",
-                },
-            ),
-        };
+        let variants = row.case.fio_variants();
+        let mut psync = "-".to_string();
+        let mut io_uring = "-".to_string();
+        for (i, (engine, depth)) in variants.iter().enumerate() {
+            let cell = spread_cell(&row.fio_mb_per_s(i), 1.0, "");
+            if engine == "psync" {
+                psync = cell;
+            } else {
+                io_uring = format!("{cell} qd{depth}");
+            }
+        }
+        let batches_per_s: Vec<f64> = row
+            .rounds
+            .iter()
+            .map(|r| row.case.batch_count as f64 / r.ringlog.elapsed.as_secs_f64())
+            .collect();
         println!(
-            "{:<7} {:<12} {:>8} {:>12.0} {:>9.0} {:>12} {:>18} {:>6} {:>6}  {target}",
+            "{:<7} {:<18} {:>8} {:>20} {:>10.0} {:>22} {:>22} {:>16}  {}",
             size_label(row.case.batch_size_bytes),
-            row.case.mode.name(),
+            row.case.mode_label(),
             row.case.total_bytes() / MIB,
-            mb_per_s(row.ringlog_bytes_per_s()),
-            row.ringlog_batches_per_s(),
-            fio_qd1,
-            fio_queued,
-            percent_cell(row.ratio()),
-            percent_cell(row.ratio_queue_depth_1()),
+            spread_cell(&row.ringlog_mb_per_s(), 1.0, ""),
+            median(&batches_per_s).unwrap_or(0.0),
+            psync,
+            io_uring,
+            spread_cell(&row.ratios(), 100.0, "%"),
+            row.verdict(),
         );
     }
     println!();
     for row in rows {
+        let Some(first) = row.rounds.first() else {
+            continue;
+        };
+        let group_commits: Vec<String> = row
+            .rounds
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({} fdatasync)",
+                    r.ringlog.group_commit_count, r.ringlog.fdatasync_count
+                )
+            })
+            .collect();
         println!(
-            "{:<7} {:<12} ringlog {:.2} s, {} batches, {} group commits, {:.1} page faults per \
-             batch, request buffers made {}",
+            "{:<7} {:<18} {} batches, group commits per round {}; round 1: executor CPU \
+             {:.0}% busy, {:.1} µs and {:.1} page faults per batch; request buffers made {}",
             size_label(row.case.batch_size_bytes),
-            row.case.mode.name(),
-            row.ringlog.elapsed.as_secs_f64(),
+            row.case.mode_label(),
             row.case.batch_count,
-            row.ringlog.group_commit_count,
-            row.ringlog.page_fault_count as f64 / row.case.batch_count as f64,
-            if row.ringlog.requests_prebuilt {
+            group_commits.join("/"),
+            100.0 * first.ringlog.cpu_time.as_secs_f64() / first.ringlog.elapsed.as_secs_f64(),
+            first.ringlog.cpu_time.as_secs_f64() * 1e6 / row.case.batch_count as f64,
+            first.ringlog.page_fault_count as f64 / row.case.batch_count as f64,
+            if first.ringlog.requests_prebuilt {
                 "before the clock started"
             } else {
                 "inside the timed loop"
             },
         );
-        if let Some(fio) = &row.fio {
-            for (name, result) in [("qd1", &fio.queue_depth_1), ("io_uring", &fio.io_uring)] {
+        for round in &row.rounds {
+            for ((engine, _), result) in row.case.fio_variants().iter().zip(&round.fio) {
                 if let Err(reason) = result {
-                    println!("        fio {name}: {reason}");
+                    println!("        fio {engine}: {reason}");
                 }
             }
         }
     }
 }
 
-fn json_string(text: &str) -> String {
-    let mut quoted = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(quoted, "\\u{:04x}", c as u32);
-            }
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
-fn json_number(value: Option<f64>) -> String {
-    value
-        .filter(|v| v.is_finite())
-        .map_or("null".into(), |v| format!("{v:.3}"))
-}
-
-fn results_json(dir: &Path, rows: &[Row]) -> String {
-    let mut json = String::new();
-    let _ = write!(
-        json,
-        "{{\n  \"directory\": {},\n  \"target_ratio\": {TARGET_RATIO},\n  \"results\": [",
-        json_string(&dir.display().to_string())
-    );
-    for (i, row) in rows.iter().enumerate() {
-        let fio_qd1 = row
-            .fio
-            .as_ref()
-            .and_then(|f| f.queue_depth_1.as_ref().ok().copied());
-        let fio_io_uring = row
-            .fio
-            .as_ref()
-            .and_then(|f| f.io_uring.as_ref().ok().copied());
-        let _ = write!(
-            json,
-            "{}\n    {{\"batch_size_bytes\": {}, \"mode\": {}, \"batch_count\": {}, \"total_bytes\": {}, \
-             \"elapsed_s\": {}, \"ringlog_mb_per_s\": {}, \"ringlog_batches_per_s\": {}, \
-             \"group_commit_count\": {}, \"requests_prebuilt\": {}, \"page_fault_count\": {}, \"fio_qd1_mb_per_s\": {}, \
-             \"fio_io_uring_depth\": {}, \"fio_io_uring_mb_per_s\": {}, \"ratio\": {}, \
-             \"ratio_vs_qd1\": {}, \"target_met\": {}}}",
-            if i == 0 { "" } else { "," },
-            row.case.batch_size_bytes,
-            json_string(row.case.mode.name()),
-            row.case.batch_count,
-            row.case.total_bytes(),
-            json_number(Some(row.ringlog.elapsed.as_secs_f64())),
-            json_number(Some(mb_per_s(row.ringlog_bytes_per_s()))),
-            json_number(Some(row.ringlog_batches_per_s())),
-            row.ringlog.group_commit_count,
-            row.ringlog.requests_prebuilt,
-            row.ringlog.page_fault_count,
-            json_number(fio_qd1.map(mb_per_s)),
-            row.fio
-                .as_ref()
-                .map_or("null".into(), |f| f.io_uring_depth.to_string()),
-            json_number(fio_io_uring.map(mb_per_s)),
-            json_number(row.ratio()),
-            json_number(row.ratio_queue_depth_1()),
-            row.ratio()
-                .map_or("null".into(), |r| (r >= TARGET_RATIO).to_string()),
-        );
-    }
-    json.push_str("\n  ]\n}\n");
-    json
+fn results_json(dir: &Path, rows: &[Row]) -> serde_json::Value {
+    let results: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            let case = row.case;
+            let depth = match case.mode {
+                Mode::NonDurable => serde_json::Value::Null,
+                Mode::Durable { depth } => depth.into(),
+            };
+            let rounds: Vec<serde_json::Value> = row
+                .rounds
+                .iter()
+                .map(|round| {
+                    let fio: Vec<serde_json::Value> = case
+                        .fio_variants()
+                        .iter()
+                        .zip(&round.fio)
+                        .map(|((engine, depth), result)| {
+                            serde_json::json!({
+                                "engine": engine,
+                                "depth": depth,
+                                "mb_per_s": result.as_ref().ok().map(|b| mb_per_s(*b)),
+                                "error": result.as_ref().err(),
+                            })
+                        })
+                        .collect();
+                    serde_json::json!({
+                        "elapsed_s": round.ringlog.elapsed.as_secs_f64(),
+                        "ringlog_mb_per_s": mb_per_s(round.ringlog.bytes_per_s(&case)),
+                        "group_commit_count": round.ringlog.group_commit_count,
+                        "fdatasync_count": round.ringlog.fdatasync_count,
+                        "page_fault_count": round.ringlog.page_fault_count,
+                        "executor_cpu_s": round.ringlog.cpu_time.as_secs_f64(),
+                        "requests_prebuilt": round.ringlog.requests_prebuilt,
+                        "fio": fio,
+                        "ratio": round.ratio(&case),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "batch_size_bytes": case.batch_size_bytes,
+                "durable": matches!(case.mode, Mode::Durable { .. }),
+                "depth": depth,
+                "batch_count": case.batch_count,
+                "total_bytes": case.total_bytes(),
+                "median_ringlog_mb_per_s": median(&row.ringlog_mb_per_s()),
+                "median_ratio": median(&row.ratios()),
+                "target_met": median(&row.ratios()).map(|r| r >= TARGET_RATIO),
+                "rounds": rounds,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "directory": dir.display().to_string(),
+        "target_ratio": TARGET_RATIO,
+        "results": results,
+    })
 }
 
 fn run(settings: &Settings) -> Result<(), String> {
@@ -561,39 +710,57 @@ fn run(settings: &Settings) -> Result<(), String> {
         println!("fio not found: install it (apt-get install fio) for the raw-device comparison");
     }
 
-    let mut rows = Vec::new();
-    let mut failure = None;
-    for case in settings.cases() {
-        eprintln!(
-            "running {} ({} MiB)...",
-            case.label(),
-            case.total_bytes() / MIB
-        );
-        let log_dir = tmp
-            .path()
-            .join(format!("log-{}", case.label().replace(' ', "")));
-        let ringlog = ringlog::runtime::run_on_executor("append-throughput", move || {
-            run_ringlog(log_dir, case)
-        })
-        .map_err(|e| format!("executor: {e}"))
-        .and_then(|result| result);
-        let ringlog = match ringlog {
-            Ok(run) => run,
-            Err(reason) => {
-                failure = Some(format!("ringlog {}: {reason}", case.label()));
-                break;
-            }
-        };
-        let fio_runs = fio.then(|| run_fio_case(&tmp.path().join("fio.dat"), &case));
-        rows.push(Row {
+    let mut rows: Vec<Row> = settings
+        .cases()
+        .into_iter()
+        .map(|case| Row {
             case,
-            ringlog,
-            fio: fio_runs,
-        });
+            rounds: Vec::new(),
+        })
+        .collect();
+    let mut failure = None;
+    'rounds: for round in 1..=settings.rounds {
+        for row in rows.iter_mut() {
+            let case = row.case;
+            eprintln!(
+                "round {round}/{}: {} ({} MiB)...",
+                settings.rounds,
+                case.label(),
+                case.total_bytes() / MIB
+            );
+            let log_dir = tmp.path().join(format!("log-{}", case.key()));
+            let ringlog = ringlog::runtime::run_on_executor("append-throughput", move || {
+                run_ringlog(log_dir, case)
+            })
+            .map_err(|e| format!("executor: {e}"))
+            .and_then(|result| result);
+            let ringlog = match ringlog {
+                Ok(run) => run,
+                Err(reason) => {
+                    failure = Some(format!("ringlog {}: {reason}", case.label()));
+                    break 'rounds;
+                }
+            };
+            let fio_runs = if fio {
+                let path = tmp.path().join("fio.dat");
+                case.fio_variants()
+                    .iter()
+                    .map(|(engine, depth)| run_fio(&path, &case, engine, *depth))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            row.rounds.push(Round {
+                ringlog,
+                fio: fio_runs,
+            });
+        }
     }
-    print_table(tmp.path(), &rows);
+    print_table(tmp.path(), settings.rounds, &rows);
     if let Some(path) = &settings.json_path {
-        std::fs::write(path, results_json(tmp.path(), &rows))
+        let json = serde_json::to_string_pretty(&results_json(tmp.path(), &rows))
+            .map_err(|e| format!("encoding the results: {e}"))?;
+        std::fs::write(path, json + "\n")
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         println!("\nresults written to {}", path.display());
     }
@@ -614,12 +781,25 @@ fn main() {
     }
 }
 
-/// The default log settings, with the write chunk overridable by `RINGLOG_BENCH_WRITE_CHUNK`
-/// (e.g. `128KiB`) to compare chunk sizes.
+/// The default log settings; `RINGLOG_BENCH_WRITE_CHUNK`, `RINGLOG_BENCH_SEGMENT_BYTES`,
+/// `RINGLOG_BENCH_PREALLOCATE_BYTES` and `RINGLOG_BENCH_INFLIGHT_BYTES` (e.g. `128KiB`)
+/// override one setting each, to see what it costs.
 fn bench_log_config() -> LogConfig {
     let mut config = LogConfig::default();
     if let Ok(chunk) = env_bytes("RINGLOG_BENCH_WRITE_CHUNK", config.write_chunk_bytes) {
         config.write_chunk_bytes = chunk;
+    }
+    if let Ok(bytes) = env_bytes("RINGLOG_BENCH_SEGMENT_BYTES", config.segment_bytes) {
+        config.segment_bytes = bytes;
+    }
+    if let Ok(bytes) = env_bytes("RINGLOG_BENCH_PREALLOCATE_BYTES", config.preallocate_bytes) {
+        config.preallocate_bytes = bytes;
+    }
+    if let Ok(bytes) = env_bytes(
+        "RINGLOG_BENCH_INFLIGHT_BYTES",
+        config.write_inflight_bytes_max,
+    ) {
+        config.write_inflight_bytes_max = bytes;
     }
     config
 }
