@@ -67,9 +67,11 @@ struct State {
     buffer_fill: usize,
     /// `buffer_fill` as of the last tail write, to skip flushes that would write nothing new.
     tail_written_fill: usize,
-    /// A partial (tail) write of the current buffer is in flight. Writes of the same pages must
-    /// not be in flight together, or an older one could land last.
+    /// A partial (tail) write of the current buffer is in flight, and its id. Writes of the
+    /// same pages must not be in flight together, or an older one could land last: a later
+    /// tail write waits for it, and the full write of the same buffer is issued after it.
     tail_write_inflight: bool,
+    tail_write_id: u64,
     inflight: VecDeque<InflightWrite>,
     inflight_bytes: usize,
     next_write_id: u64,
@@ -166,6 +168,7 @@ impl Appender {
                 buffer_fill,
                 tail_written_fill: buffer_fill,
                 tail_write_inflight: false,
+                tail_write_id: 0,
                 inflight: VecDeque::new(),
                 inflight_bytes: 0,
                 next_write_id: 0,
@@ -356,12 +359,14 @@ impl Appender {
             .unwrap_or_else(|| self.file.alloc_buffer(self.config.chunk_size_bytes))
     }
 
-    /// Writes out the full current buffer and starts the next.
+    /// Writes out the full current buffer and starts the next. The append goes on at once even
+    /// while a tail write of the same buffer is in flight: the full write is queued behind it,
+    /// so that producers waiting on a sync keep appending meanwhile.
     async fn submit_full_buffer(self: &Rc<Self>) -> Result<()> {
-        self.wait_until(|state| !state.tail_write_inflight).await?;
         let fresh = self.take_buffer();
-        let (buffer, position, written_fill, dsync) = {
+        let (buffer, position, written_fill, dsync, after) = {
             let mut state = self.state.borrow_mut();
+            let after = state.tail_write_inflight.then_some(state.tail_write_id);
             let dsync = state.full_writes_since_sync < DSYNC_WRITES_PER_SYNC_MAX
                 && state.full_writes_last_sync_interval <= DSYNC_WRITES_PER_SYNC_MAX
                 && self.dsync_file.borrow().is_some();
@@ -371,7 +376,7 @@ impl Appender {
             let written_fill = std::mem::take(&mut state.tail_written_fill);
             state.buffer_position += buffer.len() as u64;
             state.buffer_fill = 0;
-            (buffer, position, written_fill, dsync)
+            (buffer, position, written_fill, dsync, after)
         };
         let end_position = position + buffer.len() as u64;
         // Pages wholly before the last tail write are on disk already (durable appends flush
@@ -381,13 +386,13 @@ impl Appender {
         // rewriting them, unchanged, is cheaper than copying the rest.
         let from = align_down(written_fill as u64) as usize;
         if from <= buffer.len() / 4 {
-            self.submit(buffer, position, end_position, false, dsync);
+            self.submit(buffer, position, end_position, false, dsync, after);
         } else {
             let mut rest = self.file.alloc_buffer(buffer.len() - from);
             rest.as_bytes_mut()
                 .copy_from_slice(&buffer.as_bytes()[from..]);
             self.recycle(buffer);
-            self.submit(rest, position + from as u64, end_position, false, dsync);
+            self.submit(rest, position + from as u64, end_position, false, dsync, after);
         }
         let inflight_bytes_max = self.config.inflight_bytes_max;
         self.wait_until(|state| state.inflight_bytes <= inflight_bytes_max)
@@ -434,7 +439,8 @@ impl Appender {
                 dsync,
             )
         };
-        self.submit(copy, position, end_position, true, dsync);
+        let id = self.submit(copy, position, end_position, true, dsync, None);
+        self.state.borrow_mut().tail_write_id = id;
         Ok(SyncPoint {
             position: end_position,
             durable_when_written: dsync,
@@ -442,6 +448,7 @@ impl Appender {
         })
     }
 
+    /// Issues a write, after the write `after` completes if that is given. Returns its id.
     fn submit(
         self: &Rc<Self>,
         buffer: AlignedBuffer,
@@ -449,7 +456,8 @@ impl Appender {
         end_position: u64,
         tail: bool,
         dsync: bool,
-    ) {
+        after: Option<u64>,
+    ) -> u64 {
         let size_bytes = buffer.len();
         let file = if dsync {
             self.dsync_file
@@ -478,13 +486,27 @@ impl Appender {
         let appender = Rc::clone(self);
         let buffer = Rc::new(buffer);
         glommio::spawn_local(async move {
-            let result = file.write_rc_at(Rc::clone(&buffer), position).await;
+            let ready = match after {
+                Some(before) => {
+                    appender
+                        .wait_until(|state| {
+                            !state.inflight.iter().any(|w| w.id == before && !w.done)
+                        })
+                        .await
+                }
+                None => Ok(()),
+            };
+            let result = match ready {
+                Ok(()) => file.write_rc_at(Rc::clone(&buffer), position).await,
+                Err(error) => Err(error),
+            };
             if let Ok(buffer) = Rc::try_unwrap(buffer) {
                 appender.recycle(buffer);
             }
             appender.complete(id, tail, result);
         })
         .detach();
+        id
     }
 
     fn complete(&self, id: u64, tail: bool, result: Result<()>) {
