@@ -526,6 +526,26 @@ fn concurrent_durable_appends_share_fdatasyncs() {
 }
 
 #[test]
+fn the_dsync_twin_is_opened_with_o_dsync_and_o_direct() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("data.log");
+    run(move || async move {
+        use ringlog::storage::file::DirectFile;
+        ringlog::storage::file::prime_device(path.parent().unwrap())
+            .await
+            .unwrap();
+        let file = DirectFile::open(&path, true).await.unwrap();
+        let twin = file.open_dsync_twin().await.unwrap();
+        let plain_flags = file.status_flags().unwrap();
+        let twin_flags = twin.status_flags().unwrap();
+        assert_ne!(plain_flags & libc::O_DIRECT, 0);
+        assert_eq!(plain_flags & libc::O_DSYNC, 0);
+        assert_ne!(twin_flags & libc::O_DIRECT, 0);
+        assert_eq!(twin_flags & libc::O_DSYNC, libc::O_DSYNC);
+    });
+}
+
+#[test]
 fn durable_appends_one_at_a_time_are_synced_by_o_dsync_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t-0");

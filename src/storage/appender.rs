@@ -392,7 +392,14 @@ impl Appender {
             rest.as_bytes_mut()
                 .copy_from_slice(&buffer.as_bytes()[from..]);
             self.recycle(buffer);
-            self.submit(rest, position + from as u64, end_position, false, dsync, after);
+            self.submit(
+                rest,
+                position + from as u64,
+                end_position,
+                false,
+                dsync,
+                after,
+            );
         }
         let inflight_bytes_max = self.config.inflight_bytes_max;
         self.wait_until(|state| state.inflight_bytes <= inflight_bytes_max)

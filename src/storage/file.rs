@@ -76,6 +76,17 @@ impl DirectFile {
         &self.path
     }
 
+    /// The descriptor's status flags (`fcntl(F_GETFL)`): O_DIRECT, O_DSYNC and the like.
+    pub fn status_flags(&self) -> Result<i32> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_GETFL only reads the flags of a descriptor this value keeps open.
+        let flags = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETFL) };
+        if flags < 0 {
+            return Err(self.error("fcntl", io::Error::last_os_error()));
+        }
+        Ok(flags)
+    }
+
     pub fn alloc_buffer(&self, size_bytes: usize) -> AlignedBuffer {
         debug_assert_eq!(size_bytes as u64 % PAGE_SIZE_BYTES, 0);
         self.file.alloc_dma_buffer(size_bytes)
