@@ -526,6 +526,39 @@ fn concurrent_durable_appends_share_fdatasyncs() {
 }
 
 #[test]
+fn spare_write_buffers_are_bounded_per_shard_and_released_with_their_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    run(move || async move {
+        use ringlog::storage::shard_spare_buffer_bytes;
+        const SHARD_BOUND_BYTES: usize = 64 * 1024 * 1024;
+        assert_eq!(shard_spare_buffer_bytes(), 0);
+        // 24 partitions of 1 MiB batches would keep up to 4 spare 1 MiB buffers each: 96 MiB.
+        // 8 MiB per log stays in the first half of its first 32 MiB preallocation step, so no
+        // background step holds an appender when the logs are closed.
+        let mut logs = Vec::new();
+        for partition in 0..24u64 {
+            let log = open(&root.join(format!("t-{partition}")), LogConfig::default()).await;
+            for i in 0..8u64 {
+                append(&log, &make_batch(i, 16, 1024 * 1024 - 2048, 1)).await;
+            }
+            log.flush().await.unwrap();
+            assert!(shard_spare_buffer_bytes() <= SHARD_BOUND_BYTES);
+            logs.push(log);
+        }
+        assert!(
+            shard_spare_buffer_bytes() > SHARD_BOUND_BYTES / 2,
+            "spares are kept: {}",
+            shard_spare_buffer_bytes()
+        );
+        for log in logs.drain(..) {
+            log.close().await.unwrap();
+        }
+        assert_eq!(shard_spare_buffer_bytes(), 0, "closed logs hold no spares");
+    });
+}
+
+#[test]
 fn the_dsync_twin_is_opened_with_o_dsync_and_o_direct() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("data.log");

@@ -46,13 +46,56 @@ pub struct Appender {
     progress: Notify,
     /// Buffers whose writes completed, kept for reuse: fresh DMA memory beyond glommio's
     /// arena costs page faults on every write.
-    spare_buffers: RefCell<Vec<AlignedBuffer>>,
-    /// The same for large buffers (`large_write_bytes_max`).
-    spare_large_buffers: RefCell<Vec<AlignedBuffer>>,
+    spare: RefCell<SpareBuffers>,
 }
 
 /// Spare write buffers kept per file, of each size.
 const SPARE_BUFFERS_MAX: usize = 4;
+/// Spare write buffers kept by all of a shard's files together: a shard with thousands of
+/// partitions would otherwise keep gigabytes of idle buffers (4 of 1 MiB per partition).
+const SHARD_SPARE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+thread_local! {
+    static SHARD_SPARE_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Bytes of spare write buffers the calling shard holds, over every file.
+pub fn shard_spare_buffer_bytes() -> usize {
+    SHARD_SPARE_BYTES.with(Cell::get)
+}
+
+/// One file's spare chunk and large buffers, counted against the shard's bound.
+#[derive(Default)]
+struct SpareBuffers {
+    chunks: Vec<AlignedBuffer>,
+    large: Vec<AlignedBuffer>,
+}
+
+impl SpareBuffers {
+    fn take(list: &mut Vec<AlignedBuffer>) -> Option<AlignedBuffer> {
+        let buffer = list.pop()?;
+        SHARD_SPARE_BYTES.with(|bytes| bytes.set(bytes.get() - buffer.len()));
+        Some(buffer)
+    }
+
+    /// Keeps `buffer` unless this file or the shard holds enough already.
+    fn keep(list: &mut Vec<AlignedBuffer>, buffer: AlignedBuffer) {
+        SHARD_SPARE_BYTES.with(|bytes| {
+            if list.len() < SPARE_BUFFERS_MAX && bytes.get() + buffer.len() <= SHARD_SPARE_BYTES_MAX
+            {
+                bytes.set(bytes.get() + buffer.len());
+                list.push(buffer);
+            }
+        });
+    }
+}
+
+impl Drop for SpareBuffers {
+    fn drop(&mut self) {
+        let held: usize = self.chunks.iter().chain(&self.large).map(|b| b.len()).sum();
+        SHARD_SPARE_BYTES.with(|bytes| bytes.set(bytes.get() - held));
+    }
+}
 
 /// Full-buffer writes per sync interval that may go through the O_DSYNC twin, and the most
 /// the previous interval may have had for them to. Each such write costs a device flush of its
@@ -185,8 +228,7 @@ impl Appender {
                 full_writes_last_sync_interval: u32::MAX,
             }),
             progress: Notify::default(),
-            spare_buffers: RefCell::new(Vec::new()),
-            spare_large_buffers: RefCell::new(Vec::new()),
+            spare: RefCell::new(SpareBuffers::default()),
         }))
     }
 
@@ -327,11 +369,8 @@ impl Appender {
         if fill + pending_bytes < large {
             return;
         }
-        let mut grown = self
-            .spare_large_buffers
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| self.file.alloc_buffer(large));
+        let spare = SpareBuffers::take(&mut self.spare.borrow_mut().large);
+        let mut grown = spare.unwrap_or_else(|| self.file.alloc_buffer(large));
         grown.as_bytes_mut()[..fill].copy_from_slice(&state.buffer.as_bytes()[..fill]);
         let small = std::mem::replace(&mut state.buffer, grown);
         drop(state);
@@ -340,23 +379,17 @@ impl Appender {
 
     /// Keeps a chunk or large buffer no write holds any more, for the next one.
     fn recycle(&self, buffer: AlignedBuffer) {
-        let mut spare = if buffer.len() == self.config.chunk_size_bytes {
-            self.spare_buffers.borrow_mut()
+        let mut spare = self.spare.borrow_mut();
+        if buffer.len() == self.config.chunk_size_bytes {
+            SpareBuffers::keep(&mut spare.chunks, buffer);
         } else if buffer.len() == self.config.large_write_bytes_max {
-            self.spare_large_buffers.borrow_mut()
-        } else {
-            return;
-        };
-        if spare.len() < SPARE_BUFFERS_MAX {
-            spare.push(buffer);
+            SpareBuffers::keep(&mut spare.large, buffer);
         }
     }
 
     fn take_buffer(&self) -> AlignedBuffer {
-        self.spare_buffers
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| self.file.alloc_buffer(self.config.chunk_size_bytes))
+        let spare = SpareBuffers::take(&mut self.spare.borrow_mut().chunks);
+        spare.unwrap_or_else(|| self.file.alloc_buffer(self.config.chunk_size_bytes))
     }
 
     /// Writes out the full current buffer and starts the next. The append goes on at once even

@@ -21,6 +21,7 @@ mod scan;
 pub mod segment;
 pub mod space;
 
+pub use appender::shard_spare_buffer_bytes;
 pub use cache::{BatchCache, CacheStats};
 pub use config::LogConfig;
 pub use error::{Result, StorageError};
