@@ -39,7 +39,6 @@ pub struct Appender {
     /// a roll) or never (the indexes) does not hold a second descriptor.
     dsync_file: RefCell<Option<DirectFile>>,
     sync_count: Cell<u64>,
-    fdatasync_count: Cell<u64>,
     config: AppenderConfig,
     state: RefCell<State>,
     /// Signalled when a write completes or the appender fails.
@@ -138,6 +137,15 @@ struct State {
     full_writes_last_sync_interval: u32,
 }
 
+/// What a `sync` made durable, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Synced {
+    /// Every byte below this is durable.
+    pub position: u64,
+    /// It took an fdatasync; otherwise O_DSYNC writes alone made it durable.
+    pub fdatasynced: bool,
+}
+
 /// What a tail write issued for a sync leaves to do.
 struct SyncPoint {
     /// The logical end that is on its way to disk.
@@ -203,7 +211,6 @@ impl Appender {
             file,
             dsync_file: RefCell::new(None),
             sync_count: Cell::new(0),
-            fdatasync_count: Cell::new(0),
             config,
             state: RefCell::new(State {
                 buffer,
@@ -236,11 +243,6 @@ impl Appender {
     pub fn end_position(&self) -> u64 {
         let state = self.state.borrow();
         state.buffer_position + state.buffer_fill as u64
-    }
-
-    /// fdatasyncs `sync` has issued; the other syncs were O_DSYNC writes alone.
-    pub fn fdatasync_count(&self) -> u64 {
-        self.fdatasync_count.get()
     }
 
     pub fn written_position(&self) -> u64 {
@@ -279,15 +281,20 @@ impl Appender {
                 break;
             }
             // The step in flight may cover this append; if it failed, try in the foreground.
-            self.progress
-                .wait_for(|| (!self.state.borrow().preallocating).then_some(()))
-                .await;
+            self.wait_preallocation().await;
         }
         let target = needed.div_ceil(step) * step;
         self.file.preallocate(target).await?;
         let mut state = self.state.borrow_mut();
         state.allocated_bytes = state.allocated_bytes.max(target);
         Ok(())
+    }
+
+    /// Waits until no background preallocation is in flight, whether it succeeded or not.
+    async fn wait_preallocation(&self) {
+        self.progress
+            .wait_for(|| (!self.state.borrow().preallocating).then_some(()))
+            .await;
     }
 
     /// Reserves blocks up to `target` without anyone waiting. A failure (a full disk) is only
@@ -579,9 +586,8 @@ impl Appender {
     }
 
     /// Makes every byte below the current end durable: flush the tail, wait, and fdatasync
-    /// unless every write since the last one went through the O_DSYNC twin. Returns the
-    /// position now durable.
-    pub async fn sync(self: &Rc<Self>) -> Result<u64> {
+    /// unless every write since the last one went through the O_DSYNC twin.
+    pub async fn sync(self: &Rc<Self>) -> Result<Synced> {
         self.sync_count.set(self.sync_count.get() + 1);
         if self.sync_count.get() > 1 && self.dsync_file.borrow().is_none() {
             let twin = self.file.open_dsync_twin().await?;
@@ -596,11 +602,13 @@ impl Appender {
         self.wait_written(point.position).await?;
         if !point.durable_when_written {
             self.file.sync().await?;
-            self.fdatasync_count.set(self.fdatasync_count.get() + 1);
             let mut state = self.state.borrow_mut();
             state.plain_writes_synced = state.plain_writes_synced.max(point.plain_write_count);
         }
-        Ok(point.position)
+        Ok(Synced {
+            position: point.position,
+            fdatasynced: !point.durable_when_written,
+        })
     }
 
     /// Waits for every write in flight, failed or not.
@@ -616,9 +624,7 @@ impl Appender {
         self.flush().await?;
         self.drain().await;
         // A step reserved after the cut would grow the file again.
-        self.progress
-            .wait_for(|| (!self.state.borrow().preallocating).then_some(()))
-            .await;
+        self.wait_preallocation().await;
         self.check_failed()?;
         assert!(end_position <= self.end_position());
         let reload_from_disk = end_position < self.state.borrow().buffer_position;

@@ -550,11 +550,10 @@ impl Segment {
         let Some(appender) = appender else {
             return Ok(false);
         };
-        let fdatasyncs_before = appender.fdatasync_count();
-        let position = appender.sync().await?;
+        let synced = appender.sync().await?;
         self.prune_pending();
-        self.persist_index(position, false).await?;
-        Ok(appender.fdatasync_count() > fdatasyncs_before)
+        self.persist_index(synced.position, false).await?;
+        Ok(synced.fdatasynced)
     }
 
     /// Hands the index entries whose batches lie below `durable_position` to the index files;
