@@ -100,17 +100,12 @@ impl Case {
             .to_ascii_lowercase()
     }
 
-    /// Appends in flight when the log's writer is full: fio's queue depth for the same bytes.
-    fn writer_depth(&self) -> u64 {
-        (bench_log_config().write_inflight_bytes_max / self.batch_size_bytes).max(1)
-    }
-
     /// The fio runs this case is compared with: (ioengine, queue depth).
     fn fio_variants(&self) -> Vec<(String, u64)> {
         match self.mode {
             Mode::NonDurable => vec![
                 ("psync".into(), 1),
-                ("io_uring".into(), self.writer_depth()),
+                ("io_uring".into(), writer_depth(self.batch_size_bytes)),
             ],
             Mode::Durable { depth: 1 } => vec![("psync".into(), 1)],
             Mode::Durable { depth } => vec![("io_uring".into(), depth)],
@@ -257,13 +252,11 @@ impl Settings {
     fn cases(&self) -> Vec<Case> {
         let mut cases = Vec::new();
         for batch_size_bytes in BATCH_SIZES_BYTES {
-            let writer_depth =
-                (bench_log_config().write_inflight_bytes_max / batch_size_bytes).max(1);
             for mode in [
                 Mode::NonDurable,
                 Mode::Durable { depth: 1 },
                 Mode::Durable {
-                    depth: writer_depth,
+                    depth: writer_depth(batch_size_bytes),
                 },
             ] {
                 let batch_count = match mode {
@@ -309,6 +302,11 @@ fn env_bytes(name: &str, default: u64) -> Result<u64, String> {
         .and_then(|n| n.checked_mul(unit))
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{name}='{value}': expected a positive size such as 512MiB"))
+}
+
+/// Batches in flight when the log's writer is full: fio's queue depth for the same bytes.
+fn writer_depth(batch_size_bytes: u64) -> u64 {
+    (bench_log_config().write_inflight_bytes_max / batch_size_bytes).max(1)
 }
 
 fn size_label(size_bytes: u64) -> String {
