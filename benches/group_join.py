@@ -339,14 +339,6 @@ def parse_args(argv):
     return args
 
 
-def broker_binary():
-    path = Path(os.environ.get("RINGLOG_BIN") or REPO_ROOT / "target/release/ringlog")
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        raise BenchError(f"{path} is not an executable: run benches/group_join.sh, or build "
-                         "it with `cargo build --release --bin ringlog`")
-    return str(path.resolve())
-
-
 def run_delay(binary, root, delay_ms, args, results):
     """Starts a broker with this initial delay, runs every member count; appends rows."""
     import confluent_kafka.admin
@@ -414,7 +406,7 @@ def main(argv):
     import confluent_kafka
 
     command = shlex.join([os.path.relpath(sys.executable, Path.cwd())] + sys.argv)
-    binary = broker_binary()
+    binary = produce_load.broker_binary("group_join.sh")
     root = produce_load.data_root()
     machine = produce_load.machine_info(root, 0)
     print(f"command: {command}")
@@ -443,12 +435,8 @@ def main(argv):
     return 0 if ok else 1
 
 
-def on_sigterm(_signum, _frame):
-    raise SystemExit("stopped by SIGTERM")
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGTERM, produce_load.on_sigterm)
     try:
         sys.exit(main(sys.argv[1:]))
     except BenchError as exc:

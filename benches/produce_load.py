@@ -614,10 +614,11 @@ def parse_args(argv):
     return args
 
 
-def broker_binary():
+def broker_binary(script="produce_load.sh"):
+    """RINGLOG_BIN or target/release/ringlog; `script` is the wrapper the error points to."""
     path = Path(os.environ.get("RINGLOG_BIN") or REPO_ROOT / "target/release/ringlog")
     if not (path.is_file() and os.access(path, os.X_OK)):
-        raise BenchError(f"{path} is not an executable: run benches/produce_load.sh, or build "
+        raise BenchError(f"{path} is not an executable: run benches/{script}, or build "
                          "it with `cargo build --release --bin ringlog`")
     return str(path.resolve())
 
