@@ -9,9 +9,12 @@
 //!   (`wait_durable`, shared fdatasyncs: group commit) before the next. fio: `--direct=1
 //!   --rw=write --fdatasync=1` at the same depth (`psync` for 1, `io_uring` above).
 //!
-//! The cases run in rounds (`RINGLOG_BENCH_ROUNDS`, default 5): in each round every case runs
-//! ringlog and then fio, back to back, so that each ratio compares figures taken moments apart
-//! on a disk whose speed drifts; the report gives medians over the rounds. A plain program
+//! The cases run in rounds (`RINGLOG_BENCH_ROUNDS`, default 6): in each round every case runs
+//! ringlog and fio back to back, ringlog first in odd rounds and fio first in even ones, so that
+//! each ratio compares figures taken moments apart on a disk whose speed drifts; the report
+//! gives medians over the rounds. Before every run the benchmark calls sync(2) and waits
+//! `RINGLOG_BENCH_SETTLE_MS` (default 1000) for the previous run's deletions to settle (see
+//! `settle`). A plain program
 //! (`harness = false`), not criterion: each figure is one long sequential run, as fio measures it.
 //!
 //! Environment: `RINGLOG_BENCH_DIR` (default `target/bench-tmp`), `RINGLOG_BENCH_BYTES` (data
@@ -41,7 +44,8 @@ const QD1_DURABLE_BYTES_DEFAULT: u64 = 128 * MIB;
 /// A durable row at depth 1 appends at least this many batches, so that 1 MiB rows last long
 /// enough to measure.
 const QD1_DURABLE_BATCHES_MIN: u64 = 512;
-const ROUNDS_DEFAULT: usize = 5;
+const ROUNDS_DEFAULT: usize = 6;
+const SETTLE_MS_DEFAULT: u64 = 1000;
 const BENCH_DIR_DEFAULT: &str = "target/bench-tmp";
 /// Records per batch: one per KiB, as a producer of 1 KiB messages would send.
 const RECORD_SIZE_BYTES: u64 = KIB;
@@ -195,6 +199,8 @@ struct Settings {
     row_bytes: u64,
     qd1_durable_bytes: u64,
     rounds: usize,
+    /// Pause before each run (see `settle`).
+    settle: Duration,
     /// Only the cases whose key contains one of these.
     case_filters: Vec<String>,
     json_path: Option<PathBuf>,
@@ -219,17 +225,11 @@ impl Settings {
                 }
             }
         }
-        let rounds = match std::env::var("RINGLOG_BENCH_ROUNDS") {
-            Err(_) => ROUNDS_DEFAULT,
-            Ok(text) => text
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    format!("RINGLOG_BENCH_ROUNDS='{text}': expected a positive count")
-                })?,
-        };
+        let rounds = env_count("RINGLOG_BENCH_ROUNDS", ROUNDS_DEFAULT as u64)?;
+        if rounds == 0 {
+            return Err("RINGLOG_BENCH_ROUNDS=0: at least one round is needed".to_string());
+        }
+        let settle_ms = env_count("RINGLOG_BENCH_SETTLE_MS", SETTLE_MS_DEFAULT)?;
         Ok(Settings {
             root: std::env::var_os("RINGLOG_BENCH_DIR")
                 .map_or_else(|| PathBuf::from(BENCH_DIR_DEFAULT), PathBuf::from),
@@ -238,7 +238,8 @@ impl Settings {
                 "RINGLOG_BENCH_QD1_DURABLE_BYTES",
                 QD1_DURABLE_BYTES_DEFAULT,
             )?,
-            rounds,
+            rounds: rounds as usize,
+            settle: Duration::from_millis(settle_ms),
             case_filters: std::env::var("RINGLOG_BENCH_CASES")
                 .unwrap_or_default()
                 .split(',')
@@ -302,6 +303,17 @@ fn env_bytes(name: &str, default: u64) -> Result<u64, String> {
         .and_then(|n| n.checked_mul(unit))
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{name}='{value}': expected a positive size such as 512MiB"))
+}
+
+/// A whole number from the environment, or `default` when the variable is not set.
+fn env_count(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{name}='{text}': expected a whole number")),
+    }
 }
 
 /// Batches in flight when the log's writer is full: fio's queue depth for the same bytes.
@@ -545,8 +557,9 @@ fn print_table(dir: &Path, rounds: usize, rows: &[Row]) {
         config.segment_bytes / MIB,
     );
     println!(
-        "{rounds} round(s), each case's ringlog and fio runs back to back; figures are medians \
-         (min-max over the rounds); MB = 10^6 bytes"
+        "{rounds} round(s), each case's ringlog and fio runs back to back (ringlog first in odd \
+         rounds, fio first in even ones); figures are medians (min-max over the rounds); \
+         MB = 10^6 bytes"
     );
     println!(
         "ratio = ringlog / fio in the same round (the faster fio variant for non-durable rows); \
@@ -648,7 +661,8 @@ fn results_json(dir: &Path, rows: &[Row]) -> serde_json::Value {
             let rounds: Vec<serde_json::Value> = row
                 .rounds
                 .iter()
-                .map(|round| {
+                .enumerate()
+                .map(|(index, round)| {
                     let fio: Vec<serde_json::Value> = case
                         .fio_variants()
                         .iter()
@@ -663,6 +677,7 @@ fn results_json(dir: &Path, rows: &[Row]) -> serde_json::Value {
                         })
                         .collect();
                     serde_json::json!({
+                        "ringlog_ran_first": ringlog_runs_first(index + 1),
                         "elapsed_s": round.ringlog.elapsed.as_secs_f64(),
                         "ringlog_mb_per_s": mb_per_s(round.ringlog.bytes_per_s(&case)),
                         "group_commit_count": round.ringlog.group_commit_count,
@@ -727,26 +742,42 @@ fn run(settings: &Settings) -> Result<(), String> {
                 case.total_bytes() / MIB
             );
             let log_dir = tmp.path().join(format!("log-{}", case.key()));
-            let ringlog = ringlog::runtime::run_on_executor("append-throughput", move || {
-                run_ringlog(log_dir, case)
-            })
-            .map_err(|e| format!("executor: {e}"))
-            .and_then(|result| result);
+            let run_ringlog_case = || {
+                settle(settings.settle);
+                ringlog::runtime::run_on_executor("append-throughput", move || {
+                    run_ringlog(log_dir, case)
+                })
+                .map_err(|e| format!("executor: {e}"))
+                .and_then(|result| result)
+            };
+            let run_fio_case = || -> Vec<Result<f64, String>> {
+                if !fio {
+                    return Vec::new();
+                }
+                let path = tmp.path().join("fio.dat");
+                case.fio_variants()
+                    .iter()
+                    .map(|(engine, depth)| {
+                        settle(settings.settle);
+                        run_fio(&path, &case, engine, *depth)
+                    })
+                    .collect()
+            };
+            // Alternate which goes first, so that a disk that speeds up or slows down over the
+            // round (or after the previous run's deletions) favours neither side.
+            let (ringlog, fio_runs) = if ringlog_runs_first(round) {
+                let ringlog = run_ringlog_case();
+                (ringlog, run_fio_case())
+            } else {
+                let fio_runs = run_fio_case();
+                (run_ringlog_case(), fio_runs)
+            };
             let ringlog = match ringlog {
                 Ok(run) => run,
                 Err(reason) => {
                     failure = Some(format!("ringlog {}: {reason}", case.label()));
                     break 'rounds;
                 }
-            };
-            let fio_runs = if fio {
-                let path = tmp.path().join("fio.dat");
-                case.fio_variants()
-                    .iter()
-                    .map(|(engine, depth)| run_fio(&path, &case, engine, *depth))
-                    .collect()
-            } else {
-                Vec::new()
             };
             row.rounds.push(Round {
                 ringlog,
@@ -771,6 +802,22 @@ fn run(settings: &Settings) -> Result<(), String> {
     failure.map_or(Ok(()), Err)
 }
 
+/// In round `round` (from 1), whether ringlog runs before fio: in odd rounds.
+fn ringlog_runs_first(round: usize) -> bool {
+    round % 2 == 1
+}
+
+/// Lets the previous run's aftermath finish before the next run starts: the writeback of its
+/// metadata and the freeing of its deleted files' blocks. On a filesystem mounted with
+/// `discard` (this project's VM), ext4 discards freed blocks synchronously (perf shows writes
+/// waiting in `blkdev_issue_discard`) and a virtual disk's host then punches holes in its
+/// image: work that would otherwise land in whichever run comes next.
+fn settle(pause: Duration) {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    std::thread::sleep(pause);
+}
+
 fn main() {
     let result = Settings::from_env_and_args().and_then(|settings| run(&settings));
     if let Err(reason) = result {
@@ -780,7 +827,8 @@ fn main() {
 }
 
 /// The default log settings; `RINGLOG_BENCH_WRITE_CHUNK`, `RINGLOG_BENCH_SEGMENT_BYTES`,
-/// `RINGLOG_BENCH_PREALLOCATE_BYTES` and `RINGLOG_BENCH_INFLIGHT_BYTES` (e.g. `128KiB`)
+/// `RINGLOG_BENCH_PREALLOCATE_BYTES`, `RINGLOG_BENCH_LARGE_WRITE` and
+/// `RINGLOG_BENCH_INFLIGHT_BYTES` (e.g. `128KiB`)
 /// override one setting each, to see what it costs.
 fn bench_log_config() -> LogConfig {
     let mut config = LogConfig::default();
@@ -792,6 +840,9 @@ fn bench_log_config() -> LogConfig {
     }
     if let Ok(bytes) = env_bytes("RINGLOG_BENCH_PREALLOCATE_BYTES", config.preallocate_bytes) {
         config.preallocate_bytes = bytes;
+    }
+    if let Ok(bytes) = env_bytes("RINGLOG_BENCH_LARGE_WRITE", config.write_large_max_bytes) {
+        config.write_large_max_bytes = bytes;
     }
     if let Ok(bytes) = env_bytes(
         "RINGLOG_BENCH_INFLIGHT_BYTES",
