@@ -689,3 +689,33 @@ fn segment_ms_rolls_and_tick_writes_idle_tails() {
         assert_eq!(log.segment_count(), 2, "the new segment has not aged yet");
     });
 }
+
+#[test]
+fn preallocation_stops_at_segment_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        const MIB: u64 = 1024 * 1024;
+        let config = LogConfig {
+            segment_bytes: 8 * MIB,
+            preallocate_bytes: 4 * MIB,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config).await;
+        // 7.5 MiB: less than half a step left, where a step past the segment's end used to be
+        // reserved (and freed again by the seal's cut).
+        for i in 0..30u64 {
+            append(&log, &make_batch(i, 16, 256 * 1024 - 2048, 1)).await;
+        }
+        log.close().await.unwrap();
+        assert!(log.size_bytes() > 7 * MIB);
+        let on_disk = std::fs::metadata(dir.join(format!("{:020}.log", 0)))
+            .unwrap()
+            .len();
+        assert_eq!(
+            on_disk,
+            8 * MIB,
+            "preallocated up to segment.bytes, not past it"
+        );
+    });
+}

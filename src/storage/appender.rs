@@ -31,6 +31,10 @@ pub struct AppenderConfig {
     /// Bytes of writes in flight before an append waits.
     pub inflight_bytes_max: usize,
     pub preallocate_step_bytes: u64,
+    /// Steps stop here (a segment's `segment.bytes`) unless an append needs more: blocks
+    /// reserved past the size the file is cut to when sealed are freed again, and on a
+    /// filesystem mounted with `discard` the truncate waits for their discard.
+    pub preallocate_limit_bytes: u64,
 }
 
 pub struct Appender {
@@ -266,14 +270,19 @@ impl Appender {
         self.check_failed()?;
         let needed = self.end_position() + size_bytes as u64;
         let step = self.config.preallocate_step_bytes.max(PAGE_SIZE_BYTES);
+        let limit = self.config.preallocate_limit_bytes;
         loop {
             let (allocated_bytes, preallocating) = {
                 let state = self.state.borrow();
                 (state.allocated_bytes, state.preallocating)
             };
             if needed <= allocated_bytes {
-                if allocated_bytes - needed < step / 2 && !preallocating {
-                    self.preallocate_in_background(allocated_bytes + step);
+                let next_step_end = (allocated_bytes + step).min(limit);
+                if allocated_bytes - needed < step / 2
+                    && next_step_end > allocated_bytes
+                    && !preallocating
+                {
+                    self.preallocate_in_background(next_step_end);
                 }
                 return Ok(());
             }
@@ -283,7 +292,7 @@ impl Appender {
             // The step in flight may cover this append; if it failed, try in the foreground.
             self.wait_preallocation().await;
         }
-        let target = needed.div_ceil(step) * step;
+        let target = (needed.div_ceil(step) * step).min(limit).max(needed);
         self.file.preallocate(target).await?;
         let mut state = self.state.borrow_mut();
         state.allocated_bytes = state.allocated_bytes.max(target);
@@ -611,10 +620,15 @@ impl Appender {
         })
     }
 
-    /// Waits for every write in flight, failed or not.
+    /// Waits for every write and background preallocation in flight, failed or not: after
+    /// it, nothing is in flight on the file (a step reserved after a cut would also grow the
+    /// file again).
     pub async fn drain(&self) {
         self.progress
-            .wait_for(|| self.state.borrow().inflight.is_empty().then_some(()))
+            .wait_for(|| {
+                let state = self.state.borrow();
+                (state.inflight.is_empty() && !state.preallocating).then_some(())
+            })
             .await;
     }
 
@@ -623,8 +637,6 @@ impl Appender {
     pub async fn truncate(self: &Rc<Self>, end_position: u64) -> Result<()> {
         self.flush().await?;
         self.drain().await;
-        // A step reserved after the cut would grow the file again.
-        self.wait_preallocation().await;
         self.check_failed()?;
         assert!(end_position <= self.end_position());
         let reload_from_disk = end_position < self.state.borrow().buffer_position;

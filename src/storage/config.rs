@@ -1,6 +1,7 @@
 //! Per-partition log settings, named after Kafka's topic configs, with ringlog's defaults.
 
 use super::appender::AppenderConfig;
+use super::file::align_up;
 
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
@@ -71,6 +72,7 @@ impl LogConfig {
                 * self.write_chunk_bytes) as usize,
             inflight_bytes_max: self.write_inflight_bytes_max as usize,
             preallocate_step_bytes: self.preallocate_bytes.min(self.segment_bytes.max(MIB)),
+            preallocate_limit_bytes: self.segment_bytes,
         }
     }
 
@@ -82,6 +84,7 @@ impl LogConfig {
             large_write_bytes_max: 4 * KIB as usize,
             inflight_bytes_max: 64 * KIB as usize,
             preallocate_step_bytes: (entries_max * entry_size_bytes as u64).clamp(4 * KIB, 4 * MIB),
+            preallocate_limit_bytes: align_up(entries_max * entry_size_bytes as u64),
         }
     }
 

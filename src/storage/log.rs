@@ -880,7 +880,9 @@ impl PartitionLog {
         self.durable_changed
             .wait_for(|| (!self.state.borrow().flush_running).then_some(()))
             .await;
-        self.active_segment().sync().await?;
+        let active = self.active_segment();
+        active.sync().await?;
+        active.drain().await;
         self.append_lock.close();
         Ok(())
     }

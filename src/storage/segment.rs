@@ -556,6 +556,15 @@ impl Segment {
         Ok(synced.fdatasynced)
     }
 
+    /// Waits until nothing is in flight on the segment's log file: writes and a background
+    /// preallocation step.
+    pub async fn drain(&self) {
+        let appender = self.appender.borrow().clone();
+        if let Some(appender) = appender {
+            appender.drain().await;
+        }
+    }
+
     /// Hands the index entries whose batches lie below `durable_position` to the index files;
     /// with `everything`, all entries (the segment is being sealed and is durable).
     async fn persist_index(&self, durable_position: u64, everything: bool) -> Result<()> {
