@@ -87,6 +87,9 @@ pub struct PartitionLog {
 /// Kafka's page cache they survive a crash of the process. Appends within the delay share one
 /// write of the changed tail pages.
 const WRITE_BEHIND_DELAY: Duration = Duration::from_millis(5);
+/// Group commits of one log that may run at once. Two let the next commit's fdatasync start
+/// while the previous one's is at the device; each in flight costs the device a flush.
+const GROUP_COMMITS_IN_FLIGHT_MAX: u32 = 2;
 
 #[derive(Debug, Clone)]
 struct LogState {
@@ -98,7 +101,10 @@ struct LogState {
     unflushed_messages: u64,
     last_flush_ms: i64,
     epochs: Vec<(i32, i64)>,
-    flush_running: bool,
+    /// Group commits running now, at most `GROUP_COMMITS_IN_FLIGHT_MAX`.
+    syncs_in_flight: u32,
+    /// The log end offset when the latest group commit started: what the running ones cover.
+    sync_started_offset: i64,
     flush_requested_offset: i64,
     /// Group commits done (each one fdatasync of the active segment).
     group_commit_count: u64,
@@ -184,7 +190,8 @@ impl PartitionLog {
                 unflushed_messages: 0,
                 last_flush_ms: now_ms(),
                 epochs,
-                flush_running: false,
+                syncs_in_flight: 0,
+                sync_started_offset: 0,
                 flush_requested_offset: 0,
                 group_commit_count: 0,
                 fdatasync_count: 0,
@@ -512,30 +519,37 @@ impl PartitionLog {
         self.wait_durable(self.log_end_offset()).await
     }
 
-    /// Starts the flusher unless it runs already; it keeps going while requests are ahead of
-    /// the durable offset, so appends arriving during an fdatasync share the next one.
+    /// Starts a group commit when offsets up to `offset_exclusive` are neither durable nor
+    /// covered by a running one; appends arriving during a commit share the next one.
     fn request_flush(self: &Rc<Self>, offset_exclusive: i64) {
-        let mut state = self.state.borrow_mut();
-        state.flush_requested_offset = state.flush_requested_offset.max(offset_exclusive);
-        if state.flush_running || state.durable_offset >= state.flush_requested_offset {
-            return;
+        {
+            let mut state = self.state.borrow_mut();
+            state.flush_requested_offset = state.flush_requested_offset.max(offset_exclusive);
+            if state.syncs_in_flight >= GROUP_COMMITS_IN_FLIGHT_MAX || !state.sync_needed() {
+                return;
+            }
+            state.syncs_in_flight += 1;
         }
-        state.flush_running = true;
-        drop(state);
         let log = Rc::clone(self);
-        glommio::spawn_local(async move { log.flush_loop().await }).detach();
+        glommio::spawn_local(async move { log.sync_loop().await }).detach();
     }
 
-    async fn flush_loop(&self) {
+    /// Runs group commits while requests are ahead of what is durable or being made durable.
+    /// A second loop may run beside this one: its fdatasync starts while this one's is still
+    /// at the device, instead of waiting for it (appends that arrive during a commit are
+    /// acknowledged one device flush sooner). Whichever finishes first, each covers every byte
+    /// written before it started, so the durable offset only moves forward.
+    async fn sync_loop(&self) {
         loop {
             let (target_offset, segment) = {
                 let mut state = self.state.borrow_mut();
-                if state.durable_offset >= state.flush_requested_offset || state.failure.is_some() {
-                    state.flush_running = false;
+                if !state.sync_needed() || state.failure.is_some() {
+                    state.syncs_in_flight -= 1;
                     drop(state);
                     self.durable_changed.notify_all();
                     return;
                 }
+                state.sync_started_offset = state.log_end_offset;
                 (state.log_end_offset, self.active_segment())
             };
             let result = segment.sync().await;
@@ -552,6 +566,20 @@ impl PartitionLog {
             }
             self.durable_changed.notify_all();
         }
+    }
+
+    /// Waits until no group commit is running.
+    async fn wait_syncs_finished(&self) {
+        self.durable_changed
+            .wait_for(|| (self.state.borrow().syncs_in_flight == 0).then_some(()))
+            .await;
+    }
+}
+
+impl LogState {
+    /// Some requested offset is neither durable nor covered by a running group commit.
+    fn sync_needed(&self) -> bool {
+        self.flush_requested_offset > self.durable_offset.max(self.sync_started_offset)
     }
 }
 
@@ -682,7 +710,7 @@ impl PartitionLog {
         };
         if flush_due {
             self.request_flush(log_end_offset);
-        } else if !self.state.borrow().flush_running {
+        } else if self.state.borrow().syncs_in_flight == 0 {
             self.active_segment().write_behind().await?;
         }
         let active = self.active_segment();
@@ -819,10 +847,8 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(self.log_end_offset());
         }
-        // Let a running group commit finish: it may be waiting on bytes about to be cut.
-        self.durable_changed
-            .wait_for(|| (!self.state.borrow().flush_running).then_some(()))
-            .await;
+        // Let running group commits finish: they may be waiting on bytes about to be cut.
+        self.wait_syncs_finished().await;
         let config = self.config();
         let first_base = *self.segments.borrow().keys().next().expect("one segment");
         let doomed: Vec<Rc<Segment>> = self
@@ -864,6 +890,7 @@ impl PartitionLog {
             state.high_watermark = state.high_watermark.min(new_end);
             state.durable_offset = state.durable_offset.min(new_end);
             state.flush_requested_offset = state.flush_requested_offset.min(new_end);
+            state.sync_started_offset = state.sync_started_offset.min(new_end);
             state.epochs.retain(|(_, start)| *start < new_end);
             self.checkpoint_locked(&state)
         };
@@ -877,9 +904,7 @@ impl PartitionLog {
     pub async fn close(self: &Rc<Self>) -> Result<()> {
         let _permit = self.lock().await?;
         self.flush().await?;
-        self.durable_changed
-            .wait_for(|| (!self.state.borrow().flush_running).then_some(()))
-            .await;
+        self.wait_syncs_finished().await;
         let active = self.active_segment();
         active.sync().await?;
         active.drain().await;
