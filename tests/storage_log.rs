@@ -719,3 +719,28 @@ fn preallocation_stops_at_segment_bytes() {
         );
     });
 }
+
+#[test]
+fn a_busy_log_reserves_larger_preallocation_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        const MIB: u64 = 1024 * 1024;
+        let config = LogConfig {
+            segment_bytes: 64 * MIB,
+            preallocate_bytes: 4 * MIB,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config).await;
+        // 3.5 MiB in well under a second: the first 4 MiB step is used up at once, so the next
+        // one, reserved when less than half a step is left, is 4 steps long.
+        for i in 0..14u64 {
+            append(&log, &make_batch(i, 16, 256 * 1024 - 2048, 1)).await;
+        }
+        log.close().await.unwrap();
+        let on_disk = std::fs::metadata(dir.join(format!("{:020}.log", 0)))
+            .unwrap()
+            .len();
+        assert_eq!(on_disk, 20 * MIB, "4 MiB, then a step of 4 x 4 MiB");
+    });
+}
