@@ -342,11 +342,15 @@ impl Appender {
                         state.allocated_bytes = state.allocated_bytes.max(target);
                         state.last_reserved_at = Some(Instant::now());
                     }
-                    Err(error) => tracing::debug!(
-                        path = %appender.file.path().display(),
-                        %error,
-                        "background preallocation failed; the next append reserves its own space"
-                    ),
+                    Err(error) => {
+                        // Likely a nearly full disk: the next try is a plain step again.
+                        state.last_reserved_at = None;
+                        tracing::debug!(
+                            path = %appender.file.path().display(),
+                            %error,
+                            "background preallocation failed; the next append reserves its own space"
+                        );
+                    }
                 }
             }
             appender.progress.notify_all();
