@@ -690,28 +690,43 @@ fn segment_ms_rolls_and_tick_writes_idle_tails() {
     });
 }
 
+/// Appends `batch_count` batches of 256 KiB at once to a fresh log in `dir` with
+/// `segment_mib` MiB segments and `step_mib` MiB preallocation steps, closes it (which waits
+/// for a background step), and returns the log's size and the length of its segment file: the
+/// bytes written and the bytes preallocated.
+async fn appended_and_preallocated_bytes(
+    dir: &std::path::Path,
+    segment_mib: u64,
+    step_mib: u64,
+    batch_count: u64,
+) -> (u64, u64) {
+    const MIB: u64 = 1024 * 1024;
+    let config = LogConfig {
+        segment_bytes: segment_mib * MIB,
+        preallocate_bytes: step_mib * MIB,
+        ..LogConfig::default()
+    };
+    let log = open(dir, config).await;
+    for i in 0..batch_count {
+        append(&log, &make_batch(i, 16, 256 * 1024 - 2048, 1)).await;
+    }
+    log.close().await.unwrap();
+    let on_disk = std::fs::metadata(dir.join(format!("{:020}.log", 0)))
+        .unwrap()
+        .len();
+    (log.size_bytes(), on_disk)
+}
+
 #[test]
 fn preallocation_stops_at_segment_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t-0");
     run(move || async move {
         const MIB: u64 = 1024 * 1024;
-        let config = LogConfig {
-            segment_bytes: 8 * MIB,
-            preallocate_bytes: 4 * MIB,
-            ..LogConfig::default()
-        };
-        let log = open(&dir, config).await;
         // 7.5 MiB: less than half a step left, where a step past the segment's end used to be
         // reserved (and freed again by the seal's cut).
-        for i in 0..30u64 {
-            append(&log, &make_batch(i, 16, 256 * 1024 - 2048, 1)).await;
-        }
-        log.close().await.unwrap();
-        assert!(log.size_bytes() > 7 * MIB);
-        let on_disk = std::fs::metadata(dir.join(format!("{:020}.log", 0)))
-            .unwrap()
-            .len();
+        let (size_bytes, on_disk) = appended_and_preallocated_bytes(&dir, 8, 4, 30).await;
+        assert!(size_bytes > 7 * MIB);
         assert_eq!(
             on_disk,
             8 * MIB,
@@ -726,21 +741,9 @@ fn a_busy_log_reserves_larger_preallocation_steps() {
     let dir = tmp.path().join("t-0");
     run(move || async move {
         const MIB: u64 = 1024 * 1024;
-        let config = LogConfig {
-            segment_bytes: 64 * MIB,
-            preallocate_bytes: 4 * MIB,
-            ..LogConfig::default()
-        };
-        let log = open(&dir, config).await;
         // 3.5 MiB in well under a second: the first 4 MiB step is used up at once, so the next
         // one, reserved when less than half a step is left, is 4 steps long.
-        for i in 0..14u64 {
-            append(&log, &make_batch(i, 16, 256 * 1024 - 2048, 1)).await;
-        }
-        log.close().await.unwrap();
-        let on_disk = std::fs::metadata(dir.join(format!("{:020}.log", 0)))
-            .unwrap()
-            .len();
+        let (_, on_disk) = appended_and_preallocated_bytes(&dir, 64, 4, 14).await;
         assert_eq!(on_disk, 20 * MIB, "4 MiB, then a step of 4 x 4 MiB");
     });
 }

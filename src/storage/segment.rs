@@ -646,11 +646,9 @@ impl Segment {
         let files = self.index.borrow_mut().take_files();
         if let Some(files) = files {
             // Two files, two flushes: at the device together rather than one after the other.
-            let (offsets_end, times_end) =
-                (files.offsets.end_position(), files.times.end_position());
             futures_util::future::try_join(
-                files.offsets.truncate(offsets_end),
-                files.times.truncate(times_end),
+                files.offsets.truncate(files.offsets.end_position()),
+                files.times.truncate(files.times.end_position()),
             )
             .await?;
         }
