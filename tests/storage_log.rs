@@ -526,35 +526,43 @@ fn concurrent_durable_appends_share_fdatasyncs() {
 }
 
 #[test]
-fn spare_write_buffers_are_bounded_per_shard_and_released_with_their_logs() {
+fn write_buffers_are_pooled_by_the_shard_within_a_bound() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     run(move || async move {
-        use ringlog::storage::shard_spare_buffer_bytes;
+        use ringlog::storage::write_buffer_pool_bytes;
         const SHARD_BOUND_BYTES: usize = 64 * 1024 * 1024;
-        assert_eq!(shard_spare_buffer_bytes(), 0);
-        // 24 partitions of 1 MiB batches would keep up to 4 spare 1 MiB buffers each: 96 MiB.
+        assert_eq!(write_buffer_pool_bytes(), 0);
+        // 24 partitions with 4 MiB of 1 MiB writes in flight each, one after the other. Each
+        // log takes the buffers the one before gave back, so the pool stays at about one log's
+        // worth instead of growing with the partitions.
         // 8 MiB per log stays in the first half of its first 32 MiB preallocation step, so no
         // background step holds an appender when the logs are closed.
         let mut logs = Vec::new();
+        let mut pooled_after_first = 0;
         for partition in 0..24u64 {
             let log = open(&root.join(format!("t-{partition}")), LogConfig::default()).await;
             for i in 0..8u64 {
                 append(&log, &make_batch(i, 16, 1024 * 1024 - 2048, 1)).await;
             }
             log.flush().await.unwrap();
-            assert!(shard_spare_buffer_bytes() <= SHARD_BOUND_BYTES);
+            let pooled = write_buffer_pool_bytes();
+            assert!(pooled <= SHARD_BOUND_BYTES);
+            if partition == 0 {
+                pooled_after_first = pooled;
+                assert!(pooled > 0, "completed writes give their buffers back");
+            } else {
+                assert!(
+                    pooled <= pooled_after_first + 2 * 1024 * 1024,
+                    "partition {partition}: {pooled} pooled bytes, {pooled_after_first} after the first: buffers are reused, not added"
+                );
+            }
             logs.push(log);
         }
-        assert!(
-            shard_spare_buffer_bytes() > SHARD_BOUND_BYTES / 2,
-            "spares are kept: {}",
-            shard_spare_buffer_bytes()
-        );
         for log in logs.drain(..) {
             log.close().await.unwrap();
         }
-        assert_eq!(shard_spare_buffer_bytes(), 0, "closed logs hold no spares");
+        assert!(write_buffer_pool_bytes() <= SHARD_BOUND_BYTES);
     });
 }
 

@@ -83,5 +83,6 @@ pub fn view_of(shard: &Shard, cache: &BatchCache) -> ShardView {
         batch_cache_batch_count: cache.batch_count as u64,
         batch_cache_hits: cache.hits,
         batch_cache_misses: cache.misses,
+        write_buffer_pool_bytes: crate::storage::write_buffer_pool_bytes() as u64,
     }
 }

@@ -45,6 +45,8 @@ pub struct ShardView {
     pub batch_cache_batch_count: u64,
     pub batch_cache_hits: u64,
     pub batch_cache_misses: u64,
+    /// Idle direct-IO write buffers the shard keeps for its files' next writes.
+    pub write_buffer_pool_bytes: u64,
 }
 
 static SLOTS: [Mutex<Option<Arc<ShardView>>>; SHARDS_MAX] =
@@ -131,7 +133,7 @@ struct Derived<T> {
     value: fn(&T) -> f64,
 }
 
-const SHARD_GAUGES: [Derived<ShardView>; 4] = [
+const SHARD_GAUGES: [Derived<ShardView>; 5] = [
     Derived {
         name: "shard_partitions",
         help: "Partitions the shard owns and serves",
@@ -155,6 +157,12 @@ const SHARD_GAUGES: [Derived<ShardView>; 4] = [
         help: "Bytes held by the shard's batch cache",
         unit: Some(Unit::Bytes),
         value: |v| v.batch_cache_size_bytes as f64,
+    },
+    Derived {
+        name: "write_buffer_pool_size",
+        help: "Bytes of idle direct-IO write buffers the shard keeps for its files' next writes (bounded at 64 MiB)",
+        unit: Some(Unit::Bytes),
+        value: |v| v.write_buffer_pool_bytes as f64,
     },
 ];
 

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::buffer_pool;
 use super::error::{Result, StorageError};
 use super::file::{align_down, align_up, AlignedBuffer, DirectFile, PAGE_SIZE_BYTES};
 use super::notify::Notify;
@@ -48,59 +49,7 @@ pub struct Appender {
     state: RefCell<State>,
     /// Signalled when a write completes or the appender fails.
     progress: Notify,
-    /// Buffers whose writes completed, kept for reuse: fresh DMA memory beyond glommio's
-    /// arena costs page faults on every write.
-    spare: RefCell<SpareBuffers>,
 }
-
-/// Spare write buffers kept per file, of each size.
-const SPARE_BUFFERS_MAX: usize = 4;
-/// Spare write buffers kept by all of a shard's files together: a shard with thousands of
-/// partitions would otherwise keep gigabytes of idle buffers (4 of 1 MiB per partition).
-const SHARD_SPARE_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-thread_local! {
-    static SHARD_SPARE_BYTES: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Bytes of spare write buffers the calling shard holds, over every file.
-pub fn shard_spare_buffer_bytes() -> usize {
-    SHARD_SPARE_BYTES.with(Cell::get)
-}
-
-/// One file's spare chunk and large buffers, counted against the shard's bound.
-#[derive(Default)]
-struct SpareBuffers {
-    chunks: Vec<AlignedBuffer>,
-    large: Vec<AlignedBuffer>,
-}
-
-impl SpareBuffers {
-    fn take(list: &mut Vec<AlignedBuffer>) -> Option<AlignedBuffer> {
-        let buffer = list.pop()?;
-        SHARD_SPARE_BYTES.with(|bytes| bytes.set(bytes.get() - buffer.len()));
-        Some(buffer)
-    }
-
-    /// Keeps `buffer` unless this file or the shard holds enough already.
-    fn keep(list: &mut Vec<AlignedBuffer>, buffer: AlignedBuffer) {
-        SHARD_SPARE_BYTES.with(|bytes| {
-            if list.len() < SPARE_BUFFERS_MAX && bytes.get() + buffer.len() <= SHARD_SPARE_BYTES_MAX
-            {
-                bytes.set(bytes.get() + buffer.len());
-                list.push(buffer);
-            }
-        });
-    }
-}
-
-impl Drop for SpareBuffers {
-    fn drop(&mut self) {
-        let held: usize = self.chunks.iter().chain(&self.large).map(|b| b.len()).sum();
-        SHARD_SPARE_BYTES.with(|bytes| bytes.set(bytes.get() - held));
-    }
-}
-
 /// Full-buffer writes per sync interval that may go through the O_DSYNC twin, and the most
 /// the previous interval may have had for them to. Each such write costs a device flush of its
 /// own; 1 keeps flushes at most one more than syncs. Tried: 4 (four producers of 1 MiB
@@ -250,7 +199,6 @@ impl Appender {
                 full_writes_last_sync_interval: u32::MAX,
             }),
             progress: Notify::default(),
-            spare: RefCell::new(SpareBuffers::default()),
         }))
     }
 
@@ -413,27 +361,27 @@ impl Appender {
         if fill + pending_bytes < large {
             return;
         }
-        let spare = SpareBuffers::take(&mut self.spare.borrow_mut().large);
-        let mut grown = spare.unwrap_or_else(|| self.file.alloc_buffer(large));
+        let mut grown = buffer_pool::take(large).unwrap_or_else(|| self.file.alloc_buffer(large));
         grown.as_bytes_mut()[..fill].copy_from_slice(&state.buffer.as_bytes()[..fill]);
         let small = std::mem::replace(&mut state.buffer, grown);
         drop(state);
         self.recycle(small);
     }
 
-    /// Keeps a chunk or large buffer no write holds any more, for the next one.
+    /// Hands a chunk or large buffer no write holds any more to the shard's pool. Other sizes
+    /// (tail copies, whose sizes vary) are freed.
     fn recycle(&self, buffer: AlignedBuffer) {
-        let mut spare = self.spare.borrow_mut();
-        if buffer.len() == self.config.chunk_size_bytes {
-            SpareBuffers::keep(&mut spare.chunks, buffer);
-        } else if buffer.len() == self.config.large_write_bytes_max {
-            SpareBuffers::keep(&mut spare.large, buffer);
+        let size_bytes = buffer.len();
+        if size_bytes == self.config.chunk_size_bytes
+            || size_bytes == self.config.large_write_bytes_max
+        {
+            buffer_pool::give_back(buffer);
         }
     }
 
     fn take_buffer(&self) -> AlignedBuffer {
-        let spare = SpareBuffers::take(&mut self.spare.borrow_mut().chunks);
-        spare.unwrap_or_else(|| self.file.alloc_buffer(self.config.chunk_size_bytes))
+        let chunk = self.config.chunk_size_bytes;
+        buffer_pool::take(chunk).unwrap_or_else(|| self.file.alloc_buffer(chunk))
     }
 
     /// Writes out the full current buffer and starts the next. The append goes on at once even

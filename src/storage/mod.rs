@@ -8,6 +8,7 @@
 
 mod appender;
 pub mod batch;
+mod buffer_pool;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
@@ -21,7 +22,7 @@ mod scan;
 pub mod segment;
 pub mod space;
 
-pub use appender::shard_spare_buffer_bytes;
+pub use buffer_pool::pooled_bytes as write_buffer_pool_bytes;
 pub use cache::{BatchCache, CacheStats};
 pub use config::LogConfig;
 pub use error::{Result, StorageError};
