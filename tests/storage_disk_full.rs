@@ -206,3 +206,53 @@ fn the_free_space_threshold_refuses_writes_first_and_the_ballast_buys_room() {
         });
     });
 }
+
+#[test]
+fn a_group_commit_that_runs_out_of_space_fails_its_waiters() {
+    with_loop_mount(|mount| {
+        run(move || async move {
+            let dir = mount.join("t-0");
+            let log = open_uncached(&dir, config()).await;
+            // Appended but not yet committed: the log's blocks are reserved, while the index
+            // entries (one per 32 KiB, after the first batch) and the index files' blocks
+            // wait for the commit.
+            let mut expected = Vec::new();
+            let mut last_offset = 0;
+            for i in 0..4u64 {
+                let bytes = make_batch(i, 4, 64 * 1024, 1);
+                let info = log.append(BytesMut::from(&bytes[..]), 0).await.unwrap();
+                expected.push(assigned(&bytes, info.base_offset, 0));
+                last_offset = info.last_offset;
+            }
+
+            // Everything else on the filesystem goes to another file.
+            let filler = mount.join("filler");
+            {
+                use std::io::Write;
+                let mut file = std::fs::File::create(&filler).unwrap();
+                let block = vec![0x5au8; 64 * 1024];
+                while file.write_all(&block).is_ok() {}
+                while file.write_all(&block[..4096]).is_ok() {}
+                let _ = file.sync_all();
+            }
+
+            // The commit cannot reserve the index file: its waiter gets the typed error
+            // instead of waiting for a commit nobody retries.
+            let error = log
+                .wait_durable(last_offset + 1)
+                .await
+                .expect_err("no space for the index");
+            assert!(matches!(error, StorageError::NoSpace { .. }), "{error}");
+
+            // Space returns: the next request commits.
+            std::fs::remove_file(&filler).unwrap();
+            log.wait_durable(last_offset + 1)
+                .await
+                .expect("commit after space returned");
+            log.close().await.unwrap();
+            drop(log);
+            let log = open_uncached(&dir, config()).await;
+            assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "after reopen");
+        });
+    });
+}

@@ -755,3 +755,128 @@ fn a_busy_log_reserves_larger_preallocation_steps() {
         assert_eq!(on_disk, 20 * MIB, "4 MiB, then a step of 4 x 4 MiB");
     });
 }
+
+#[test]
+fn a_roll_interrupted_by_a_crash_recovers_the_unsealed_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    run(move || async move {
+        // A roll creates the next segment while the last one seals. What a crash can leave:
+        // the old segment with its preallocated zeros and perhaps a torn batch after its data,
+        // and the new segment's files, preallocated or holding a torn first batch.
+        let torn = make_batch(9, 5, 3000, 100);
+        let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+            ("zeros", Vec::new(), vec![0u8; 1 << 20]),
+            (
+                "torn-old",
+                torn[..torn.len() / 2].to_vec(),
+                vec![0u8; 1 << 20],
+            ),
+            (
+                "torn-new",
+                Vec::new(),
+                assigned(&torn, 30, 0)[..2000].to_vec(),
+            ),
+            ("empty-new", Vec::new(), Vec::new()),
+        ];
+        for (name, old_tail, new_log) in cases {
+            let dir = root.join(name);
+            let mut expected = Vec::new();
+            let valid_len = {
+                let log = open(&dir, small_config()).await;
+                for i in 0..6u64 {
+                    let bytes = make_batch(i, 5, 3000, 100 + i as i64);
+                    let info = append(&log, &bytes).await;
+                    expected.push(assigned(&bytes, info.base_offset, 0));
+                }
+                log.close().await.unwrap();
+                log.size_bytes()
+            };
+            let old_log = dir.join(format!("{:020}.log", 0));
+            {
+                use std::io::Write;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&old_log)
+                    .unwrap()
+                    .set_len(valid_len)
+                    .unwrap();
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&old_log)
+                    .unwrap();
+                file.write_all(&old_tail).unwrap();
+                file.write_all(&vec![0u8; 64 * 1024]).unwrap();
+            }
+            let new_paths: Vec<_> = ["log", "index", "timeindex"]
+                .iter()
+                .map(|suffix| dir.join(format!("{:020}.{suffix}", 30)))
+                .collect();
+            std::fs::write(&new_paths[0], &new_log).unwrap();
+            std::fs::write(&new_paths[1], []).unwrap();
+            std::fs::write(&new_paths[2], []).unwrap();
+
+            let log = open_uncached(&dir, small_config()).await;
+            assert_eq!(log.log_end_offset(), 30, "{name}");
+            assert_eq!(
+                log.segment_count(),
+                1,
+                "{name}: the empty segment is dropped"
+            );
+            for path in &new_paths {
+                assert!(!path.exists(), "{name}: {} removed", path.display());
+            }
+            assert_eq!(
+                std::fs::metadata(&old_log).unwrap().len(),
+                valid_len,
+                "{name}: the old segment is cut after its data"
+            );
+            assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, name);
+            let next = make_batch(10, 5, 3000, 200);
+            let info = append(&log, &next).await;
+            assert_eq!(info.base_offset, 30, "{name}");
+            expected.push(assigned(&next, 30, 0));
+            log.close().await.unwrap();
+            drop(log);
+            let log = open_uncached(&dir, small_config()).await;
+            assert_batches_eq(
+                &read_all(&log, 0, 1 << 20).await,
+                &expected,
+                &format!("{name} after reopen"),
+            );
+        }
+    });
+}
+
+#[test]
+fn a_busy_log_starts_its_next_segment_with_a_larger_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        const MIB: u64 = 1024 * 1024;
+        let config = LogConfig {
+            segment_bytes: 8 * MIB,
+            preallocate_bytes: MIB,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config).await;
+        // About 8 MiB in well under a second fills the first segment; the next append rolls,
+        // and the new segment reserves 4 steps at once, as the hot segment before it would
+        // have next.
+        let mut i = 0;
+        while log.segment_count() < 2 {
+            append(&log, &make_batch(i, 16, 256 * 1024 - 2048, 1)).await;
+            i += 1;
+        }
+        let second = log.segment_base_offsets()[1];
+        log.close().await.unwrap();
+        let on_disk = std::fs::metadata(dir.join(format!("{second:020}.log")))
+            .unwrap()
+            .len();
+        assert_eq!(
+            on_disk,
+            4 * MIB,
+            "the new segment's first step is 4 x 1 MiB"
+        );
+    });
+}

@@ -241,12 +241,11 @@ impl Appender {
             };
             if needed <= allocated_bytes {
                 if allocated_bytes - needed < step / 2 && !preallocating {
-                    let hot = self
-                        .state
-                        .borrow()
-                        .last_reserved_at
-                        .is_some_and(|at| at.elapsed() < HOT_STEP_INTERVAL);
-                    let next_step_bytes = if hot { step * HOT_STEP_FACTOR } else { step };
+                    let next_step_bytes = if self.is_hot() {
+                        step * HOT_STEP_FACTOR
+                    } else {
+                        step
+                    };
                     let next_step_end = (allocated_bytes + next_step_bytes).min(limit);
                     if next_step_end > allocated_bytes {
                         self.preallocate_in_background(next_step_end);
@@ -266,6 +265,33 @@ impl Appender {
         state.allocated_bytes = state.allocated_bytes.max(target);
         state.last_reserved_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// The file used up its last preallocation step within `HOT_STEP_INTERVAL`.
+    pub fn is_hot(&self) -> bool {
+        self.state
+            .borrow()
+            .last_reserved_at
+            .is_some_and(|at| at.elapsed() < HOT_STEP_INTERVAL)
+    }
+
+    /// Reserves a new file's first step: `HOT_STEP_FACTOR` steps when the file it follows
+    /// (the segment rolled away from) was hot, so that a busy partition's new segment does not
+    /// start with plain steps again.
+    pub async fn reserve_first_step(self: &Rc<Self>, hot: bool) -> Result<()> {
+        let step = self.config.preallocate_step_bytes.max(PAGE_SIZE_BYTES);
+        let first_step_bytes = if hot { step * HOT_STEP_FACTOR } else { step };
+        let bytes = first_step_bytes.min(self.config.preallocate_limit_bytes);
+        let result = self.reserve(bytes as usize).await;
+        if result.is_err() && self.end_position() == 0 {
+            // A failed fallocate keeps the blocks it got before running out (ext4): on an
+            // almost full disk they would be missing for the partition's index files. The
+            // file holds nothing yet, so cutting it to zero gives them back.
+            if let Err(error) = self.file.truncate(0).await {
+                tracing::debug!(path = %self.file.path().display(), %error, "could not give back a partly reserved first step");
+            }
+        }
+        result
     }
 
     /// Waits until no background preallocation is in flight, whether it succeeded or not.

@@ -24,7 +24,7 @@ use super::error::{Result, StorageError};
 use super::file;
 use super::notify::Notify;
 use super::now_ms;
-use super::segment::{self, RecoveryReport, Segment};
+use super::segment::{self, RecoveryReport, Reservation, Segment};
 use super::space::{self, SpaceGuard};
 
 /// What an append did.
@@ -110,6 +110,10 @@ struct LogState {
     group_commit_count: u64,
     fdatasync_count: u64,
     failure: Option<String>,
+    /// A group commit failed for lack of space (the log stays usable: space may return):
+    /// every request up to this offset when it failed, and why. Their waiters get the error
+    /// instead of waiting for a commit that nobody retries; a later request starts a new one.
+    failed_commit: Option<(i64, String)>,
 }
 
 impl PartitionLog {
@@ -136,24 +140,38 @@ impl PartitionLog {
 
         let mut segments = BTreeMap::new();
         let mut report = OpenReport::default();
-        for (i, base) in bases.iter().enumerate() {
-            let segment = match bases.get(i + 1) {
-                Some(next) => Segment::open_sealed(dir, *base, *next, &config).await?,
-                None => {
-                    let (segment, recovery) = Segment::open_active(dir, *base, &config).await?;
-                    if let Some(reason) = &recovery.invalid_reason {
-                        tracing::warn!(dir = %dir.display(), truncated_bytes = recovery.truncated_bytes,
-                            "recovery cut the log at a torn or corrupt batch {reason}");
-                    }
-                    report.recovery = recovery;
-                    segment
-                }
-            };
-            segments.insert(*base, segment);
+        // The last segment is recovered first. An empty one after another segment holds
+        // nothing, and may follow a segment whose seal a crash interrupted (a roll creates
+        // the next segment while sealing): it is dropped and the one before is recovered as
+        // the active segment instead.
+        while let Some(&base) = bases.last() {
+            let (segment, recovery) = Segment::open_active(dir, base, &config).await?;
+            if let Some(reason) = &recovery.invalid_reason {
+                tracing::warn!(dir = %dir.display(), base_offset = base, truncated_bytes = recovery.truncated_bytes,
+                    "recovery cut the log at a torn or corrupt batch {reason}");
+            }
+            if segment.is_empty() && bases.len() > 1 {
+                segment.drain().await;
+                segment.delete().await?;
+                bases.pop();
+                tracing::info!(dir = %dir.display(), base_offset = base,
+                    "dropped an empty last segment; recovering the one before it");
+                continue;
+            }
+            report.recovery = recovery;
+            segments.insert(base, segment);
+            break;
+        }
+        for pair in bases.windows(2) {
+            let segment = Segment::open_sealed(dir, pair[0], pair[1], &config).await?;
+            segments.insert(pair[0], segment);
         }
         if segments.is_empty() {
             let base = checkpoint.log_start_offset.max(0);
-            segments.insert(base, Segment::create(dir, base, &config).await?);
+            segments.insert(
+                base,
+                Segment::create(dir, base, &config, Reservation::Nothing).await?,
+            );
         }
         report.segment_count = segments.len();
 
@@ -196,6 +214,7 @@ impl PartitionLog {
                 group_commit_count: 0,
                 fdatasync_count: 0,
                 failure: None,
+                failed_commit: None,
             }),
             append_lock: Semaphore::new(1),
             durable_changed: Notify::default(),
@@ -367,7 +386,7 @@ impl PartitionLog {
                 base_offset + offset_span - 1,
                 config.segment_bytes,
             ) {
-            self.roll_locked(&config).await?
+            self.roll_locked(&config, true).await?
         } else {
             active
         };
@@ -470,19 +489,47 @@ impl PartitionLog {
     }
 
     /// Seals the active segment and starts a new one at the log end offset. Holds the lock.
-    async fn roll_locked(&self, config: &LogConfig) -> Result<Rc<Segment>> {
+    /// With `for_append` an append waits for the new segment: its first preallocation step
+    /// is reserved now.
+    ///
+    /// The new segment's files are created (and reserved) while the old one seals: the two
+    /// wait on different files, and every append waits for the roll. A crash meanwhile can
+    /// leave an empty new segment after an unsealed one; `open` drops such an empty last
+    /// segment and recovers the one before it.
+    async fn roll_locked(&self, config: &LogConfig, for_append: bool) -> Result<Rc<Segment>> {
         let active = self.active_segment();
-        if !active.is_sealed() {
+        let base_offset = self.log_end_offset();
+        let reservation = if for_append {
+            Reservation::FirstStep {
+                hot: active.preallocation_hot(),
+            }
+        } else {
+            Reservation::Nothing
+        };
+        let segment = if active.is_sealed() {
+            Segment::create(&self.dir, base_offset, config, reservation).await?
+        } else {
             if active.is_empty() {
                 return Ok(active);
             }
-            if let Err(error) = active.seal().await {
+            let (sealed, created) = futures_util::future::join(
+                active.seal(),
+                Segment::create(&self.dir, base_offset, config, reservation),
+            )
+            .await;
+            if let Err(error) = sealed {
                 self.fail(&error);
+                if let Ok(segment) = created {
+                    segment.drain().await;
+                    if let Err(error) = segment.delete().await {
+                        tracing::warn!(dir = %self.dir.display(), base_offset, %error,
+                            "could not remove the segment created beside a failed seal; the next open drops it");
+                    }
+                }
                 return Err(error);
             }
-        }
-        let base_offset = self.log_end_offset();
-        let segment = Segment::create(&self.dir, base_offset, config).await?;
+            created?
+        };
         self.segments
             .borrow_mut()
             .insert(base_offset, Rc::clone(&segment));
@@ -510,6 +557,14 @@ impl PartitionLog {
                     .failure
                     .as_ref()
                     .map(|reason| Err(StorageError::LogFailed(reason.clone())))
+                    .or_else(|| match &state.failed_commit {
+                        Some((covered, reason)) if offset_exclusive <= *covered => {
+                            Some(Err(StorageError::NoSpace {
+                                context: format!("group commit: {reason}"),
+                            }))
+                        }
+                        _ => None,
+                    })
             })
             .await
     }
@@ -550,6 +605,7 @@ impl PartitionLog {
                     return;
                 }
                 state.sync_started_offset = state.log_end_offset;
+                state.failed_commit = None;
                 (state.log_end_offset, self.active_segment())
             };
             let result = segment.sync().await;
@@ -562,7 +618,18 @@ impl PartitionLog {
                     state.last_flush_ms = now_ms();
                     state.group_commit_count += 1;
                 }
-                Err(error) => self.fail(&error),
+                Err(error) => {
+                    if error.is_disk_full() {
+                        let mut state = self.state.borrow_mut();
+                        // Not retried here (it would spin while the disk stays full): the
+                        // waiters get the error, and the next request starts over.
+                        state.failed_commit =
+                            Some((state.flush_requested_offset, error.to_string()));
+                        state.flush_requested_offset = state.durable_offset;
+                        state.sync_started_offset = state.durable_offset;
+                    }
+                    self.fail(&error);
+                }
             }
             self.durable_changed.notify_all();
         }
@@ -722,7 +789,7 @@ impl PartitionLog {
             let _permit = self.lock().await?;
             // Re-check under the lock: an append may have rolled meanwhile.
             if Rc::ptr_eq(&active, &self.active_segment()) {
-                self.roll_locked(&config).await?;
+                self.roll_locked(&config, false).await?;
             }
         }
         if check_retention {
@@ -748,7 +815,7 @@ impl PartitionLog {
         // A wholly expired active segment is rolled so that it can go too, as Kafka does.
         let active = self.active_segment();
         if !active.is_empty() && expired(&active) && active.next_offset() <= high_watermark {
-            self.roll_locked(&config).await?;
+            self.roll_locked(&config, false).await?;
         }
         let mut total_size_bytes = self.size_bytes();
         let mut doomed = Vec::new();
@@ -866,7 +933,7 @@ impl PartitionLog {
         }
         let new_end = if self.segments.borrow().is_empty() {
             let base = offset.max(0);
-            let segment = Segment::create(&self.dir, base, &config).await?;
+            let segment = Segment::create(&self.dir, base, &config, Reservation::Nothing).await?;
             self.segments.borrow_mut().insert(base, segment);
             base
         } else {

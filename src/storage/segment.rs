@@ -92,6 +92,17 @@ pub struct RecoveryReport {
     pub epochs: Vec<(i32, i64)>,
 }
 
+/// What a new segment reserves of its log file when it is created.
+#[derive(Debug, Clone, Copy)]
+pub enum Reservation {
+    /// Nothing until the first append: a segment nobody is waiting to write to (a new or
+    /// truncated log, a roll by time) takes no disk space yet.
+    Nothing,
+    /// The first preallocation step, larger when the segment before was `hot` (see
+    /// `Appender::reserve_first_step`): a roll made by an append that is waiting for it.
+    FirstStep { hot: bool },
+}
+
 impl Segment {
     fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
         (
@@ -129,6 +140,15 @@ impl Segment {
         self.state.borrow().size_bytes == 0
     }
 
+    /// The log file used up its last preallocation step within the last second: the
+    /// segment after it should start with a larger one.
+    pub fn preallocation_hot(&self) -> bool {
+        self.appender
+            .borrow()
+            .as_ref()
+            .is_some_and(|appender| appender.is_hot())
+    }
+
     fn appender(&self) -> Result<Rc<Appender>> {
         self.appender.borrow().clone().ok_or_else(|| {
             StorageError::LogFailed(format!("segment {} is sealed", self.base_offset))
@@ -144,12 +164,8 @@ impl Segment {
         cut: Option<(u64, u64)>,
     ) -> Result<IndexFiles> {
         let (_, index_path, time_index_path) = Self::paths(dir, base_offset);
-        let mut appenders = Vec::with_capacity(2);
-        for (path, entry_size, cut_bytes) in [
-            (&index_path, OFFSET_ENTRY_SIZE_BYTES, cut.map(|c| c.0)),
-            (&time_index_path, TIME_ENTRY_SIZE_BYTES, cut.map(|c| c.1)),
-        ] {
-            let file = DirectFile::open(path, true).await?;
+        let open = |path: PathBuf, entry_size: usize, cut_bytes: Option<u64>| async move {
+            let file = DirectFile::open(&path, true).await?;
             let end = match cut_bytes {
                 Some(end) => end.min(file.size_bytes().await?),
                 None => file.size_bytes().await?,
@@ -158,20 +174,46 @@ impl Segment {
             if cut_bytes.is_some() {
                 appender.truncate(end).await?;
             }
-            appenders.push(appender);
-        }
-        let times = appenders.pop().expect("two appenders");
-        let offsets = appenders.pop().expect("two appenders");
+            Ok::<_, StorageError>(appender)
+        };
+        // Each cut ends in a flush: the two files' flushes reach the device together.
+        let (offsets, times) = futures_util::future::try_join(
+            open(index_path, OFFSET_ENTRY_SIZE_BYTES, cut.map(|c| c.0)),
+            open(time_index_path, TIME_ENTRY_SIZE_BYTES, cut.map(|c| c.1)),
+        )
+        .await?;
         Ok(IndexFiles { offsets, times })
     }
 
-    /// Creates a new, empty active segment and makes its files' names durable.
-    pub async fn create(dir: &Path, base_offset: i64, config: &LogConfig) -> Result<Rc<Self>> {
+    /// Creates a new, empty active segment, reserves what `reservation` says of its log file,
+    /// and makes its files' names durable. The log file and the index files are set up
+    /// concurrently.
+    pub async fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        reservation: Reservation,
+    ) -> Result<Rc<Self>> {
         let (log_path, _, _) = Self::paths(dir, base_offset);
-        let log = DirectFile::open(&log_path, true).await?;
-        log.truncate(0).await?;
-        let appender = Appender::open(log.clone(), config.log_appender(), 0).await?;
-        let files = Self::open_index_files(dir, base_offset, config, Some((0, 0))).await?;
+        let open_log = async {
+            let log = DirectFile::open(&log_path, true).await?;
+            log.truncate(0).await?;
+            let appender = Appender::open(log.clone(), config.log_appender(), 0).await?;
+            if let Reservation::FirstStep { hot } = reservation {
+                // Best effort: on a nearly full disk the append that needs the space reserves
+                // it itself and gets the typed error, as it would without this step.
+                if let Err(error) = appender.reserve_first_step(hot).await {
+                    tracing::debug!(path = %log_path.display(), %error,
+                        "could not reserve a new segment's first step; the first append will");
+                }
+            }
+            Ok::<_, StorageError>((log, appender))
+        };
+        let ((log, appender), files) = futures_util::future::try_join(
+            open_log,
+            Self::open_index_files(dir, base_offset, config, Some((0, 0))),
+        )
+        .await?;
         file::sync_dir(dir).await?;
         Ok(Rc::new(Segment {
             base_offset,
