@@ -118,6 +118,17 @@ fn a_truly_full_disk_fails_appends_cleanly_and_recovers() {
             assert!(error.is_storage_failure(), "{error}");
             assert!(matches!(error, StorageError::NoSpace { .. }), "{error}");
             assert!(acknowledged.len() > 100);
+            // A failed fallocate keeps what it got (ext4) and grows the file over it; the
+            // log cuts that back, so the active segment ends on a whole step.
+            let active_base = *log.segment_base_offsets().last().unwrap();
+            let active_len = std::fs::metadata(dir.join(format!("{active_base:020}.log")))
+                .unwrap()
+                .len();
+            assert_eq!(
+                active_len % config().preallocate_bytes,
+                0,
+                "{active_len} bytes: nothing partly reserved is kept"
+            );
             let end = log.log_end_offset();
             assert_eq!(
                 end,

@@ -260,7 +260,10 @@ impl Appender {
             self.wait_preallocation().await;
         }
         let target = (needed.div_ceil(step) * step).min(limit).max(needed);
-        self.file.preallocate(target).await?;
+        if let Err(error) = self.file.preallocate(target).await {
+            self.give_back_partial_step().await;
+            return Err(error);
+        }
         let mut state = self.state.borrow_mut();
         state.allocated_bytes = state.allocated_bytes.max(target);
         state.last_reserved_at = Some(Instant::now());
@@ -282,16 +285,24 @@ impl Appender {
         let step = self.config.preallocate_step_bytes.max(PAGE_SIZE_BYTES);
         let first_step_bytes = if hot { step * HOT_STEP_FACTOR } else { step };
         let bytes = first_step_bytes.min(self.config.preallocate_limit_bytes);
-        let result = self.reserve(bytes as usize).await;
-        if result.is_err() && self.end_position() == 0 {
-            // A failed fallocate keeps the blocks it got before running out (ext4): on an
-            // almost full disk they would be missing for the partition's index files. The
-            // file holds nothing yet, so cutting it to zero gives them back.
-            if let Err(error) = self.file.truncate(0).await {
-                tracing::debug!(path = %self.file.path().display(), %error, "could not give back a partly reserved first step");
-            }
+        self.reserve(bytes as usize).await
+    }
+
+    /// After a failed fallocate: ext4 keeps the blocks it got before running out, and grows
+    /// the file over them. On an almost full disk they would then be missing for other files
+    /// (the disk-full test saw a new segment's partial first step starve its index files).
+    /// Nothing is written past the reserved end or the tail page, so cutting the file back
+    /// there gives them back.
+    async fn give_back_partial_step(&self) {
+        let keep_bytes = {
+            let state = self.state.borrow();
+            let end_position = state.buffer_position + state.buffer_fill as u64;
+            state.allocated_bytes.max(align_up(end_position))
+        };
+        if let Err(error) = self.file.truncate(keep_bytes).await {
+            tracing::debug!(path = %self.file.path().display(), %error,
+                "could not give back a partly reserved preallocation step");
         }
-        result
     }
 
     /// Waits until no background preallocation is in flight, whether it succeeded or not.
@@ -308,6 +319,10 @@ impl Appender {
         let appender = Rc::clone(self);
         glommio::spawn_local(async move {
             let result = appender.file.preallocate(target).await;
+            if result.is_err() {
+                // Before `preallocating` clears: a foreground step must not run beside the cut.
+                appender.give_back_partial_step().await;
+            }
             {
                 let mut state = appender.state.borrow_mut();
                 state.preallocating = false;
