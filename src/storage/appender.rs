@@ -232,7 +232,7 @@ impl Appender {
     pub async fn reserve(self: &Rc<Self>, size_bytes: usize) -> Result<()> {
         self.check_failed()?;
         let needed = self.end_position() + size_bytes as u64;
-        let step = self.config.preallocate_step_bytes.max(PAGE_SIZE_BYTES);
+        let step = self.step_bytes(false);
         let limit = self.config.preallocate_limit_bytes;
         loop {
             let (allocated_bytes, preallocating) = {
@@ -241,12 +241,8 @@ impl Appender {
             };
             if needed <= allocated_bytes {
                 if allocated_bytes - needed < step / 2 && !preallocating {
-                    let next_step_bytes = if self.is_hot() {
-                        step * HOT_STEP_FACTOR
-                    } else {
-                        step
-                    };
-                    let next_step_end = (allocated_bytes + next_step_bytes).min(limit);
+                    let next_step_end =
+                        (allocated_bytes + self.step_bytes(self.is_hot())).min(limit);
                     if next_step_end > allocated_bytes {
                         self.preallocate_in_background(next_step_end);
                     }
@@ -270,6 +266,16 @@ impl Appender {
         Ok(())
     }
 
+    /// One preallocation step; `HOT_STEP_FACTOR` of them for a `hot` file.
+    fn step_bytes(&self, hot: bool) -> u64 {
+        let step = self.config.preallocate_step_bytes.max(PAGE_SIZE_BYTES);
+        if hot {
+            step * HOT_STEP_FACTOR
+        } else {
+            step
+        }
+    }
+
     /// The file used up its last preallocation step within `HOT_STEP_INTERVAL`.
     pub fn is_hot(&self) -> bool {
         self.state
@@ -282,9 +288,9 @@ impl Appender {
     /// (the segment rolled away from) was hot, so that a busy partition's new segment does not
     /// start with plain steps again.
     pub async fn reserve_first_step(self: &Rc<Self>, hot: bool) -> Result<()> {
-        let step = self.config.preallocate_step_bytes.max(PAGE_SIZE_BYTES);
-        let first_step_bytes = if hot { step * HOT_STEP_FACTOR } else { step };
-        let bytes = first_step_bytes.min(self.config.preallocate_limit_bytes);
+        let bytes = self
+            .step_bytes(hot)
+            .min(self.config.preallocate_limit_bytes);
         self.reserve(bytes as usize).await
     }
 
@@ -294,11 +300,11 @@ impl Appender {
     /// Nothing is written past the reserved end or the tail page, so cutting the file back
     /// there gives them back.
     async fn give_back_partial_step(&self) {
-        let keep_bytes = {
-            let state = self.state.borrow();
-            let end_position = state.buffer_position + state.buffer_fill as u64;
-            state.allocated_bytes.max(align_up(end_position))
-        };
+        let keep_bytes = self
+            .state
+            .borrow()
+            .allocated_bytes
+            .max(align_up(self.end_position()));
         if let Err(error) = self.file.truncate(keep_bytes).await {
             tracing::debug!(path = %self.file.path().display(), %error,
                 "could not give back a partly reserved preallocation step");
@@ -402,7 +408,7 @@ impl Appender {
         if fill + pending_bytes < large {
             return;
         }
-        let mut grown = buffer_pool::take(large).unwrap_or_else(|| self.file.alloc_buffer(large));
+        let mut grown = self.take_buffer(large);
         grown.as_bytes_mut()[..fill].copy_from_slice(&state.buffer.as_bytes()[..fill]);
         let small = std::mem::replace(&mut state.buffer, grown);
         drop(state);
@@ -420,16 +426,16 @@ impl Appender {
         }
     }
 
-    fn take_buffer(&self) -> AlignedBuffer {
-        let chunk = self.config.chunk_size_bytes;
-        buffer_pool::take(chunk).unwrap_or_else(|| self.file.alloc_buffer(chunk))
+    /// A buffer of `size_bytes` from the shard's pool, or fresh when it holds none.
+    fn take_buffer(&self, size_bytes: usize) -> AlignedBuffer {
+        buffer_pool::take(size_bytes).unwrap_or_else(|| self.file.alloc_buffer(size_bytes))
     }
 
     /// Writes out the full current buffer and starts the next. The append goes on at once even
     /// while a tail write of the same buffer is in flight: the full write is queued behind it,
     /// so that producers waiting on a sync keep appending meanwhile.
     async fn submit_full_buffer(self: &Rc<Self>) -> Result<()> {
-        let fresh = self.take_buffer();
+        let fresh = self.take_buffer(self.config.chunk_size_bytes);
         let (buffer, position, written_fill, dsync, after) = {
             let mut state = self.state.borrow_mut();
             let after = state.tail_write_inflight.then_some(state.tail_write_id);
@@ -660,7 +666,7 @@ impl Appender {
         if reload_from_disk {
             let buffer_position = align_down(end_position);
             let fill = (end_position - buffer_position) as usize;
-            let mut buffer = self.take_buffer();
+            let mut buffer = self.take_buffer(self.config.chunk_size_bytes);
             let tail = self.file.read_at(buffer_position, fill).await?;
             if tail.len() != fill {
                 return Err(StorageError::LogFailed(format!(
