@@ -8,6 +8,7 @@
 use std::rc::Rc;
 
 use super::appender::Appender;
+use super::error::Result;
 
 pub const OFFSET_ENTRY_SIZE_BYTES: usize = 8;
 pub const TIME_ENTRY_SIZE_BYTES: usize = 12;
@@ -35,6 +36,19 @@ pub struct SegmentIndex {
 pub struct IndexFiles {
     pub offsets: Rc<Appender>,
     pub times: Rc<Appender>,
+}
+
+impl IndexFiles {
+    /// Cuts the offset and time index files durably to these sizes. Each cut ends in a flush:
+    /// the two reach the device together rather than one after the other.
+    pub async fn truncate(&self, offsets_bytes: u64, times_bytes: u64) -> Result<()> {
+        futures_util::future::try_join(
+            self.offsets.truncate(offsets_bytes),
+            self.times.truncate(times_bytes),
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// Parses an offset index file, keeping the longest prefix of strictly increasing entries.

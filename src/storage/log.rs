@@ -151,7 +151,6 @@ impl PartitionLog {
                     "recovery cut the log at a torn or corrupt batch {reason}");
             }
             if segment.is_empty() && bases.len() > 1 {
-                segment.drain().await;
                 segment.delete().await?;
                 bases.pop();
                 tracing::info!(dir = %dir.display(), base_offset = base,
@@ -520,7 +519,6 @@ impl PartitionLog {
             if let Err(error) = sealed {
                 self.fail(&error);
                 if let Ok(segment) = created {
-                    segment.drain().await;
                     if let Err(error) = segment.delete().await {
                         tracing::warn!(dir = %self.dir.display(), base_offset, %error,
                             "could not remove the segment created beside a failed seal; the next open drops it");

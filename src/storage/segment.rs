@@ -687,12 +687,9 @@ impl Segment {
         self.persist_index(size_bytes + 1, true).await?;
         let files = self.index.borrow_mut().take_files();
         if let Some(files) = files {
-            // Two files, two flushes: at the device together rather than one after the other.
-            futures_util::future::try_join(
-                files.offsets.truncate(files.offsets.end_position()),
-                files.times.truncate(files.times.end_position()),
-            )
-            .await?;
+            files
+                .truncate(files.offsets.end_position(), files.times.end_position())
+                .await?;
         }
         Ok(())
     }
@@ -777,8 +774,7 @@ impl Segment {
         let existing = self.index.borrow_mut().take_files();
         let files = match existing {
             Some(files) => {
-                files.offsets.truncate(cut.0).await?;
-                files.times.truncate(cut.1).await?;
+                files.truncate(cut.0, cut.1).await?;
                 files
             }
             None => Self::open_index_files(&self.dir, self.base_offset, config, Some(cut)).await?,
@@ -805,7 +801,10 @@ impl Segment {
 
     /// Deletes the segment's files. The segment must already be out of its log's map; readers
     /// holding it keep reading through their open descriptor.
+    /// Removes the segment's files, once nothing is in flight on its log file (an active
+    /// segment's writes or background step would otherwise land in a removed file).
     pub async fn delete(&self) -> Result<()> {
+        self.drain().await;
         let (log_path, index_path, time_index_path) = Self::paths(&self.dir, self.base_offset);
         file::remove_file(&index_path).await?;
         file::remove_file(&time_index_path).await?;
