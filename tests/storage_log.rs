@@ -122,6 +122,57 @@ fn durable_appends_survive_a_drop_without_close() {
     });
 }
 
+/// A fresh log in `dir` holding six batches (offsets 0-29), closed: the batches as stored
+/// and the log's size. Closing keeps the preallocated blocks after the data.
+async fn closed_log_of_six_batches(dir: &std::path::Path) -> (Vec<Vec<u8>>, u64) {
+    let log = open(dir, small_config()).await;
+    let mut expected = Vec::new();
+    for i in 0..6u64 {
+        let bytes = make_batch(i, 5, 3000, 100 + i as i64);
+        let info = append(&log, &bytes).await;
+        expected.push(assigned(&bytes, info.base_offset, 0));
+    }
+    log.close().await.unwrap();
+    (expected, log.size_bytes())
+}
+
+/// Replaces everything after `valid_len` in `path` with `tail` and then `zeros_bytes` zeros:
+/// a torn or corrupt end, or preallocated space.
+fn replace_after(path: &std::path::Path, valid_len: u64, tail: &[u8], zeros_bytes: usize) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(valid_len)
+        .unwrap();
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(tail).unwrap();
+    file.write_all(&vec![0u8; zeros_bytes]).unwrap();
+}
+
+/// Appends `next` to a recovered log ending at offset 30, then checks across a reopen that
+/// the log went on from there.
+async fn appends_go_on_at_30(
+    log: Rc<PartitionLog>,
+    dir: &std::path::Path,
+    next: &[u8],
+    mut expected: Vec<Vec<u8>>,
+    name: &str,
+) {
+    let info = append(&log, next).await;
+    assert_eq!(info.base_offset, 30, "{name}");
+    expected.push(assigned(next, 30, 0));
+    log.close().await.unwrap();
+    drop(log);
+    let log = open_uncached(dir, small_config()).await;
+    assert_batches_eq(
+        &read_all(&log, 0, 1 << 20).await,
+        &expected,
+        &format!("{name} after reopen"),
+    );
+}
+
 #[test]
 fn torn_and_garbage_tails_are_cut_at_the_last_valid_batch() {
     let tmp = tempfile::tempdir().unwrap();
@@ -146,34 +197,10 @@ fn torn_and_garbage_tails_are_cut_at_the_last_valid_batch() {
         ];
         for (name, tail) in cases {
             let dir = root.join(name);
-            let mut expected = Vec::new();
-            let valid_len = {
-                let log = open(&dir, small_config()).await;
-                for i in 0..6u64 {
-                    let bytes = make_batch(i, 5, 3000, 100 + i as i64);
-                    let info = append(&log, &bytes).await;
-                    expected.push(assigned(&bytes, info.base_offset, 0));
-                }
-                log.close().await.unwrap();
-                log.size_bytes()
-            };
+            let (expected, valid_len) = closed_log_of_six_batches(&dir).await;
             let log_path = dir.join(format!("{:020}.log", 0));
-            // Closing keeps the preallocated blocks: the damage goes right after the data.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&log_path)
-                .unwrap()
-                .set_len(valid_len)
-                .unwrap();
-            {
-                use std::io::Write;
-                let mut file = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&log_path)
-                    .unwrap();
-                file.write_all(&tail).unwrap();
-                file.write_all(&vec![0u8; 10_000]).unwrap();
-            }
+            // The damage goes right after the data, in place of the preallocated blocks.
+            replace_after(&log_path, valid_len, &tail, 10_000);
             let log = open_uncached(&dir, small_config()).await;
             assert_eq!(log.log_end_offset(), 30, "{name}");
             assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "{name}");
@@ -183,17 +210,7 @@ fn torn_and_garbage_tails_are_cut_at_the_last_valid_batch() {
                 "{name}: cut"
             );
             // The log goes on from the cut.
-            let info = append(&log, &good).await;
-            assert_eq!(info.base_offset, 30);
-            expected.push(assigned(&good, 30, 0));
-            log.close().await.unwrap();
-            drop(log);
-            let log = open_uncached(&dir, small_config()).await;
-            assert_batches_eq(
-                &read_all(&log, 0, 1 << 20).await,
-                &expected,
-                "{name} after reopen",
-            );
+            appends_go_on_at_30(log, &dir, &good, expected, name).await;
         }
     });
 }
@@ -781,33 +798,9 @@ fn a_roll_interrupted_by_a_crash_recovers_the_unsealed_segment() {
         ];
         for (name, old_tail, new_log) in cases {
             let dir = root.join(name);
-            let mut expected = Vec::new();
-            let valid_len = {
-                let log = open(&dir, small_config()).await;
-                for i in 0..6u64 {
-                    let bytes = make_batch(i, 5, 3000, 100 + i as i64);
-                    let info = append(&log, &bytes).await;
-                    expected.push(assigned(&bytes, info.base_offset, 0));
-                }
-                log.close().await.unwrap();
-                log.size_bytes()
-            };
+            let (expected, valid_len) = closed_log_of_six_batches(&dir).await;
             let old_log = dir.join(format!("{:020}.log", 0));
-            {
-                use std::io::Write;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&old_log)
-                    .unwrap()
-                    .set_len(valid_len)
-                    .unwrap();
-                let mut file = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&old_log)
-                    .unwrap();
-                file.write_all(&old_tail).unwrap();
-                file.write_all(&vec![0u8; 64 * 1024]).unwrap();
-            }
+            replace_after(&old_log, valid_len, &old_tail, 64 * 1024);
             let new_paths: Vec<_> = ["log", "index", "timeindex"]
                 .iter()
                 .map(|suffix| dir.join(format!("{:020}.{suffix}", 30)))
@@ -833,17 +826,7 @@ fn a_roll_interrupted_by_a_crash_recovers_the_unsealed_segment() {
             );
             assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, name);
             let next = make_batch(10, 5, 3000, 200);
-            let info = append(&log, &next).await;
-            assert_eq!(info.base_offset, 30, "{name}");
-            expected.push(assigned(&next, 30, 0));
-            log.close().await.unwrap();
-            drop(log);
-            let log = open_uncached(&dir, small_config()).await;
-            assert_batches_eq(
-                &read_all(&log, 0, 1 << 20).await,
-                &expected,
-                &format!("{name} after reopen"),
-            );
+            appends_go_on_at_30(log, &dir, &next, expected, name).await;
         }
     });
 }
