@@ -97,6 +97,18 @@ pub fn peek_header(bytes: &[u8]) -> Result<&BatchHeader, BatchError> {
 /// Validates the batch at the start of `bytes` (which may hold more after it) and returns its
 /// header. Checks length, magic, record count and the CRC-32C over attributes..end.
 pub fn validate(bytes: &[u8]) -> Result<&BatchHeader, BatchError> {
+    let header = validate_header(bytes)?;
+    let expected = header.crc.get();
+    let actual = crc32c::crc32c(&bytes[CRC_START_BYTES..header.size_bytes()]);
+    if expected != actual {
+        return Err(BatchError::BadCrc { expected, actual });
+    }
+    Ok(header)
+}
+
+/// Everything `validate` checks except the CRC: that the whole batch is present, magic and
+/// record count.
+fn validate_header(bytes: &[u8]) -> Result<&BatchHeader, BatchError> {
     let header = peek_header(bytes)?;
     let size_bytes = header.size_bytes();
     if size_bytes > bytes.len() {
@@ -118,11 +130,6 @@ pub fn validate(bytes: &[u8]) -> Result<&BatchHeader, BatchError> {
             last_offset_delta,
         });
     }
-    let expected = header.crc.get();
-    let actual = crc32c::crc32c(&bytes[CRC_START_BYTES..size_bytes]);
-    if expected != actual {
-        return Err(BatchError::BadCrc { expected, actual });
-    }
     Ok(header)
 }
 
@@ -134,29 +141,106 @@ pub struct BatchInfo {
     pub last_offset_delta: i32,
     pub max_timestamp: i64,
     pub records_count: i32,
+    /// The CRC-32C the header declares.
+    pub crc: u32,
 }
 
 /// Validates every batch of a record set (one or more back-to-back batches, as a Produce
 /// request carries them). A record set with trailing bytes that do not form a whole batch is
 /// refused as a whole.
 pub fn validate_record_set(bytes: &[u8]) -> Result<Vec<BatchInfo>, BatchError> {
+    let infos = validate_record_set_headers(bytes)?;
+    let mut check = RecordSetCrc::new(&infos);
+    check.update(bytes);
+    check.finish()?;
+    Ok(infos)
+}
+
+/// `validate_record_set` without the CRCs, which a `RecordSetCrc` then checks while the bytes
+/// are copied anyway (the append path: one pass over the bytes instead of two).
+pub fn validate_record_set_headers(bytes: &[u8]) -> Result<Vec<BatchInfo>, BatchError> {
     if bytes.is_empty() {
         return Err(BatchError::Empty);
     }
     let mut infos = Vec::new();
     let mut position = 0;
     while position < bytes.len() {
-        let header = validate(&bytes[position..])?;
+        let header = validate_header(&bytes[position..])?;
         let info = BatchInfo {
             size_bytes: header.size_bytes(),
             last_offset_delta: header.last_offset_delta.get(),
             max_timestamp: header.max_timestamp.get(),
             records_count: header.records_count.get(),
+            crc: header.crc.get(),
         };
         position += info.size_bytes;
         infos.push(info);
     }
     Ok(infos)
+}
+
+/// Checks the CRC-32C of every batch of a record set fed to it in order, in pieces of any
+/// size: the appender feeds each block just before copying it, while it is in the CPU cache.
+pub struct RecordSetCrc<'a> {
+    infos: &'a [BatchInfo],
+    /// The batch being fed, and how many of its bytes have been.
+    batch_index: usize,
+    batch_position: usize,
+    crc: u32,
+    first_error: Option<BatchError>,
+}
+
+impl<'a> RecordSetCrc<'a> {
+    /// `infos` from `validate_record_set_headers` of the bytes that will be fed.
+    pub fn new(infos: &'a [BatchInfo]) -> Self {
+        RecordSetCrc {
+            infos,
+            batch_index: 0,
+            batch_position: 0,
+            crc: 0,
+            first_error: None,
+        }
+    }
+
+    /// Feeds the next bytes of the record set.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let info = self
+                .infos
+                .get(self.batch_index)
+                .expect("a record set is fed no more bytes than its batches hold");
+            let taken = (info.size_bytes - self.batch_position).min(bytes.len());
+            let skipped = CRC_START_BYTES
+                .saturating_sub(self.batch_position)
+                .min(taken);
+            self.crc = crc32c::crc32c_append(self.crc, &bytes[skipped..taken]);
+            self.batch_position += taken;
+            bytes = &bytes[taken..];
+            if self.batch_position == info.size_bytes {
+                if self.crc != info.crc && self.first_error.is_none() {
+                    self.first_error = Some(BatchError::BadCrc {
+                        expected: info.crc,
+                        actual: self.crc,
+                    });
+                }
+                self.batch_index += 1;
+                self.batch_position = 0;
+                self.crc = 0;
+            }
+        }
+    }
+
+    /// The first batch whose CRC did not match, once every byte has been fed.
+    pub fn finish(&self) -> Result<(), BatchError> {
+        assert!(
+            self.batch_index == self.infos.len(),
+            "a record set's CRCs are checked only once all of it has been fed"
+        );
+        match &self.first_error {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Rewrites the two fields the broker owns. Neither is covered by the CRC.
@@ -400,6 +484,61 @@ mod tests {
             let index = CRC_START_BYTES + index_seed % (bytes.len() - CRC_START_BYTES);
             bytes[index] ^= 1 << bit;
             prop_assert!(validate(&bytes).is_err());
+        }
+
+        /// Fed in pieces of any size, the streaming check finds exactly the first batch whose
+        /// CRC `validate` refuses.
+        #[test]
+        fn record_set_crc_in_pieces_agrees_with_validate(
+            payloads in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 0..300), 1..4),
+            corrupt in proptest::option::of((any::<usize>(), any::<usize>(), 0usize..8)),
+            piece_sizes in proptest::collection::vec(1usize..200, 1..20),
+        ) {
+            let batches: Vec<Vec<u8>> = payloads
+                .iter()
+                .map(|p| build_batch(0, 1, p, None))
+                .collect();
+            let mut record_set: Vec<u8> = batches.concat();
+            if let Some((batch_seed, byte_seed, bit)) = corrupt {
+                let batch = batch_seed % batches.len();
+                let start: usize = batches[..batch].iter().map(Vec::len).sum();
+                let len = batches[batch].len();
+                let index = start + CRC_START_BYTES + byte_seed % (len - CRC_START_BYTES);
+                record_set[index] ^= 1 << bit;
+            }
+            let expected = {
+                // Sizes come from the untouched batches: a flip may hit a header field.
+                let mut position = 0;
+                let mut first_error = None;
+                for size in batches.iter().map(Vec::len) {
+                    if let Err(error) = validate(&record_set[position..position + size]) {
+                        first_error.get_or_insert(error);
+                    }
+                    position += size;
+                }
+                first_error
+            };
+            let infos = match validate_record_set_headers(&record_set) {
+                Ok(infos) => infos,
+                // The flip hit a checked header field (the record count).
+                Err(error) => {
+                    prop_assert_eq!(validate_record_set(&record_set).err(), Some(error));
+                    return Ok(());
+                }
+            };
+            let mut check = RecordSetCrc::new(&infos);
+            let mut rest = &record_set[..];
+            for size in piece_sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (piece, after) = rest.split_at((*size).min(rest.len()));
+                check.update(piece);
+                rest = after;
+            }
+            prop_assert_eq!(check.finish().err(), expected.clone());
+            prop_assert_eq!(validate_record_set(&record_set).err(), expected);
         }
     }
 }
