@@ -475,6 +475,80 @@ fn corrupt_and_oversized_batches_are_refused_without_side_effects() {
     });
 }
 
+/// The CRCs are checked while the record set is copied to the file: a bad batch anywhere in
+/// it refuses the whole record set, whichever way it is copied (inside the current chunk,
+/// across chunk and large-write buffers, or too large to hold back and checked first), and
+/// leaves nothing of it in the log, in memory or on disk.
+#[test]
+fn a_record_set_with_one_corrupt_batch_is_refused_whole_at_every_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        // small_config: 4 KiB chunks and 8 KiB large writes, so up to 16 KiB is held back.
+        let cases: [(&[usize], usize); 4] = [
+            (&[100, 100, 100], 2),
+            (&[3_000, 3_000, 3_000], 1),
+            (&[7_000, 7_000], 0),
+            (&[6_000, 6_000, 6_000, 6_000], 3),
+        ];
+        let log = open(&dir, small_config()).await;
+        let mut expected = Vec::new();
+        let mut next = 0;
+        let mut seed = 0;
+        for (durable, (payloads, corrupt_index)) in [false, true]
+            .into_iter()
+            .flat_map(|durable| cases.iter().map(move |case| (durable, case)))
+        {
+            // An odd-sized batch first, so the record set starts mid-page.
+            seed += 1;
+            let lead = make_batch(seed, 1, 333, 1);
+            assert_eq!(append(&log, &lead).await.base_offset, next);
+            expected.push(assigned(&lead, next, 0));
+            next += 1;
+
+            let batches: Vec<Vec<u8>> = payloads
+                .iter()
+                .map(|payload| {
+                    seed += 1;
+                    make_batch(seed, 2, *payload, 1)
+                })
+                .collect();
+            let mut corrupt = batches.clone();
+            let last = corrupt[*corrupt_index].len() - 1;
+            corrupt[*corrupt_index][last] ^= 0x40;
+            let refused = log.append(BytesMut::from(&corrupt.concat()[..]), 0).await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(StorageError::CorruptBatch(batch::BatchError::BadCrc { .. }))
+                ),
+                "{payloads:?}: {refused:?}"
+            );
+            assert_eq!(log.log_end_offset(), next, "{payloads:?}: nothing appended");
+            if durable {
+                log.flush().await.unwrap();
+            }
+
+            let info = append(&log, &batches.concat()).await;
+            assert_eq!(info.base_offset, next, "{payloads:?}");
+            for bytes in &batches {
+                expected.push(assigned(bytes, next, 0));
+                next += 2;
+            }
+            if durable {
+                log.flush().await.unwrap();
+            }
+            assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "in memory");
+        }
+        log.close().await.unwrap();
+        let log = open_uncached(&dir, small_config()).await;
+        log.set_high_watermark(log.log_end_offset());
+        assert_eq!(log.log_end_offset(), next);
+        assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "after reopen");
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn low_free_space_refuses_writes_keeps_reads_and_recovers() {
     let tmp = tempfile::tempdir().unwrap();

@@ -340,9 +340,10 @@ impl PartitionLog {
     }
 
     /// Appends a record set (one or more v2 batches, as a Produce request carries them) written
-    /// in `leader_epoch`. The batches are validated, then their `baseOffset` and
+    /// in `leader_epoch`. The batch headers are validated, then their `baseOffset` and
     /// `partitionLeaderEpoch` are rewritten in place; the bytes are not otherwise copied until
-    /// they go to disk. A refused append changes nothing.
+    /// they go to disk, and that copy checks their CRCs. A refused append changes nothing
+    /// (though a roll it needed may have happened).
     pub async fn append(
         self: &Rc<Self>,
         mut record_set: BytesMut,
@@ -352,7 +353,7 @@ impl PartitionLog {
             tracing::warn!(%error, "free-space check failed; using the last reading");
         }
         self.space.check_writable()?;
-        let infos = batch::validate_record_set(&record_set)?;
+        let infos = batch::validate_record_set_headers(&record_set)?;
         let config = self.config();
         for info in &infos {
             if info.size_bytes as u64 > config.max_message_bytes {
@@ -398,15 +399,19 @@ impl PartitionLog {
             position += info.size_bytes;
             next_offset += i64::from(info.last_offset_delta) + 1;
         }
-        let mut rest = record_set.freeze();
+        let record_set = record_set.freeze();
+        if let Err(error) = active
+            .append(&record_set, &infos, base_offset, &config, now)
+            .await
+        {
+            self.fail(&error);
+            return Err(error);
+        }
+        let mut rest = record_set;
         let mut next_offset = base_offset;
         for info in &infos {
             let batch_bytes = rest.split_to(info.size_bytes);
             let last_offset = next_offset + i64::from(info.last_offset_delta);
-            if let Err(error) = active.append(&batch_bytes, &config, now).await {
-                self.fail(&error);
-                return Err(error);
-            }
             self.cache
                 .insert(self.uid, next_offset, last_offset, batch_bytes);
             next_offset = last_offset + 1;

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use glommio::sync::Semaphore;
 
-use super::appender::Appender;
+use super::appender::{Appender, CopyCheck};
 use super::batch::{self, BATCH_HEADER_SIZE_BYTES};
 use super::config::LogConfig;
 use super::error::{Result, StorageError};
@@ -73,6 +73,17 @@ struct SegmentState {
     /// When the first batch arrived, for `segment.ms`.
     first_append_ms: Option<i64>,
     sealed: bool,
+}
+
+/// The append path checks record-set CRCs while copying the bytes to the file.
+impl CopyCheck for batch::RecordSetCrc<'_> {
+    fn update(&mut self, block: &[u8]) {
+        batch::RecordSetCrc::update(self, block);
+    }
+
+    fn finish(&self) -> Result<()> {
+        Ok(batch::RecordSetCrc::finish(self)?)
+    }
 }
 
 struct PendingBatch {
@@ -529,36 +540,50 @@ impl Segment {
         self.appender()?.reserve(size_bytes).await
     }
 
-    /// Appends one batch whose offsets are already assigned.
-    pub async fn append(&self, bytes: &Bytes, config: &LogConfig, now_ms: i64) -> Result<()> {
-        let header = batch::peek_header(bytes).expect("appended batches are validated");
-        let (base_offset, last_offset, max_timestamp_ms) = (
-            header.base_offset.get(),
-            header.last_offset(),
-            header.max_timestamp.get(),
-        );
+    /// Appends a record set whose offsets are already assigned, starting at `base_offset`;
+    /// `infos` are its batches as `batch::validate_record_set_headers` found them. Their
+    /// CRCs are checked while the bytes are copied to the file: a mismatch refuses the whole
+    /// record set with `CorruptBatch` and changes nothing.
+    pub async fn append(
+        &self,
+        bytes: &Bytes,
+        infos: &[batch::BatchInfo],
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<()> {
         let appender = self.appender()?;
-        let position = appender.append(bytes).await?;
+        let mut check = batch::RecordSetCrc::new(infos);
+        let mut position = appender.append_checked(bytes, &mut check).await?;
         debug_assert_eq!(position, self.size_bytes());
-        self.record_batch(
-            position,
-            base_offset,
-            last_offset,
-            max_timestamp_ms,
-            bytes.len() as u64,
-            config.index_interval_bytes,
-        );
         self.state
             .borrow_mut()
             .first_append_ms
             .get_or_insert(now_ms);
         self.prune_pending();
-        self.pending.borrow_mut().push_back(PendingBatch {
-            end_position: position + bytes.len() as u64,
-            base_offset,
-            last_offset,
-            bytes: bytes.clone(),
-        });
+        let mut batch_start = 0;
+        let mut batch_base_offset = base_offset;
+        for info in infos {
+            let last_offset = batch_base_offset + i64::from(info.last_offset_delta);
+            let size_bytes = info.size_bytes as u64;
+            self.record_batch(
+                position,
+                batch_base_offset,
+                last_offset,
+                info.max_timestamp,
+                size_bytes,
+                config.index_interval_bytes,
+            );
+            self.pending.borrow_mut().push_back(PendingBatch {
+                end_position: position + size_bytes,
+                base_offset: batch_base_offset,
+                last_offset,
+                bytes: bytes.slice(batch_start..batch_start + info.size_bytes),
+            });
+            position += size_bytes;
+            batch_start += info.size_bytes;
+            batch_base_offset = last_offset + 1;
+        }
         Ok(())
     }
 
