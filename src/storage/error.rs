@@ -67,6 +67,48 @@ impl StorageError {
         }
     }
 
+    /// The same error for a second caller of one shared operation (`io::Error` is not
+    /// `Clone`): an OS error keeps its code, so `is_disk_full` and the message stay.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            StorageError::CorruptBatch(error) => StorageError::CorruptBatch(error.clone()),
+            StorageError::BatchTooLarge {
+                size_bytes,
+                limit_bytes,
+            } => StorageError::BatchTooLarge {
+                size_bytes: *size_bytes,
+                limit_bytes: *limit_bytes,
+            },
+            StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                log_end_offset,
+            } => StorageError::OffsetOutOfRange {
+                offset: *offset,
+                log_start_offset: *log_start_offset,
+                log_end_offset: *log_end_offset,
+            },
+            StorageError::DiskFull {
+                free_bytes,
+                threshold_bytes,
+            } => StorageError::DiskFull {
+                free_bytes: *free_bytes,
+                threshold_bytes: *threshold_bytes,
+            },
+            StorageError::NoSpace { context } => StorageError::NoSpace {
+                context: context.clone(),
+            },
+            StorageError::LogFailed(reason) => StorageError::LogFailed(reason.clone()),
+            StorageError::Io { context, source } => StorageError::Io {
+                context: context.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+        }
+    }
+
     /// True for errors that say the disk or the log is unusable (as opposed to a bad request).
     pub fn is_storage_failure(&self) -> bool {
         matches!(

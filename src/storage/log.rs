@@ -258,8 +258,9 @@ impl PartitionLog {
         self.state.borrow().group_commit_count
     }
 
-    /// How many of those group commits needed an fdatasync; the others were made durable by
-    /// their O_DSYNC writes alone.
+    /// How many of those group commits issued an fdatasync; the others were made durable by
+    /// their O_DSYNC writes alone, or by another commit's fdatasync that started after their
+    /// writes completed.
     pub fn fdatasync_count(&self) -> u64 {
         self.state.borrow().fdatasync_count
     }
