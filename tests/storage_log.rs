@@ -657,6 +657,55 @@ fn write_buffers_are_pooled_by_the_shard_within_a_bound() {
     });
 }
 
+/// Each log stops at its own 4 MiB of writes in flight; the shard also stops appends while its
+/// files together have more than its bound in flight, whatever the number of busy partitions.
+#[test]
+fn appends_wait_while_the_shard_has_its_bound_of_writes_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    run(move || async move {
+        use ringlog::storage::write_budget;
+        const SHARD_BOUND_BYTES: usize = 2 * 1024 * 1024;
+        const PARTITIONS: usize = 8;
+        const BATCH_BYTES: usize = 1024 * 1024;
+        write_budget::set_max_bytes(SHARD_BOUND_BYTES);
+        let mut logs = Vec::new();
+        for partition in 0..PARTITIONS {
+            logs.push(open(&root.join(format!("t-{partition}")), LogConfig::default()).await);
+        }
+        let highest = Rc::new(Cell::new(0usize));
+        let producers = logs.iter().enumerate().map(|(partition, log)| {
+            let (log, highest) = (Rc::clone(log), Rc::clone(&highest));
+            glommio::spawn_local(async move {
+                for i in 0..12u64 {
+                    let seed = partition as u64 * 100 + i;
+                    append(&log, &make_batch(seed, 4, BATCH_BYTES - 2048, 1)).await;
+                    highest.set(highest.get().max(write_budget::inflight_bytes()));
+                }
+            })
+        });
+        futures_util::future::join_all(producers).await;
+        // An append waits once its own writes are issued, so each producer may have one more
+        // batch's writes in flight beyond the bound; 8 partitions at their own 4 MiB would
+        // have had 32 MiB.
+        let limit = SHARD_BOUND_BYTES + PARTITIONS * BATCH_BYTES;
+        assert!(
+            highest.get() <= limit,
+            "{} bytes in flight, bound {SHARD_BOUND_BYTES}",
+            highest.get()
+        );
+        for log in &logs {
+            log.flush().await.unwrap();
+            assert_eq!(log.log_end_offset(), 48);
+        }
+        for log in logs.drain(..) {
+            log.close().await.unwrap();
+        }
+        assert_eq!(write_budget::inflight_bytes(), 0, "every write released");
+        write_budget::set_max_bytes(write_budget::SHARD_INFLIGHT_BYTES_MAX_DEFAULT);
+    });
+}
+
 #[test]
 fn the_dsync_twin_is_opened_with_o_dsync_and_o_direct() {
     let tmp = tempfile::tempdir().unwrap();

@@ -84,5 +84,6 @@ pub fn view_of(shard: &Shard, cache: &BatchCache) -> ShardView {
         batch_cache_hits: cache.hits,
         batch_cache_misses: cache.misses,
         write_buffer_pool_bytes: crate::storage::write_buffer_pool_bytes() as u64,
+        write_inflight_bytes: crate::storage::write_budget::inflight_bytes() as u64,
     }
 }

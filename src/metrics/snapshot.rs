@@ -47,6 +47,8 @@ pub struct ShardView {
     pub batch_cache_misses: u64,
     /// Idle direct-IO write buffers the shard keeps for its files' next writes.
     pub write_buffer_pool_bytes: u64,
+    /// Bytes of direct writes the shard has in flight, over all its files.
+    pub write_inflight_bytes: u64,
 }
 
 static SLOTS: [Mutex<Option<Arc<ShardView>>>; SHARDS_MAX] =
@@ -133,7 +135,7 @@ struct Derived<T> {
     value: fn(&T) -> f64,
 }
 
-const SHARD_GAUGES: [Derived<ShardView>; 5] = [
+const SHARD_GAUGES: [Derived<ShardView>; 6] = [
     Derived {
         name: "shard_partitions",
         help: "Partitions the shard owns and serves",
@@ -163,6 +165,12 @@ const SHARD_GAUGES: [Derived<ShardView>; 5] = [
         help: "Bytes of idle direct-IO write buffers the shard keeps for its files' next writes (bounded at 64 MiB)",
         unit: Some(Unit::Bytes),
         value: |v| v.write_buffer_pool_bytes as f64,
+    },
+    Derived {
+        name: "write_inflight",
+        help: "Bytes of direct writes the shard has in flight over all its files (appends wait above 64 MiB)",
+        unit: Some(Unit::Bytes),
+        value: |v| v.write_inflight_bytes as f64,
     },
 ];
 

@@ -26,6 +26,7 @@ use super::buffer_pool;
 use super::error::{Result, StorageError};
 use super::file::{align_down, align_up, AlignedBuffer, DirectFile, PAGE_SIZE_BYTES};
 use super::notify::Notify;
+use super::write_budget;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AppenderConfig {
@@ -529,7 +530,8 @@ impl Appender {
 
     /// Makes copied bytes part of the file: every buffer they filled is written, and the last
     /// one they reached becomes the current buffer. Waits while more than
-    /// `inflight_bytes_max` are in flight.
+    /// `inflight_bytes_max` are in flight, and while the shard has more than its bound in
+    /// flight over all its files (`write_budget`).
     async fn write_out(self: &Rc<Self>, copied: Copied) -> Result<()> {
         let mut writes = Vec::with_capacity(copied.next_buffers.len());
         {
@@ -562,7 +564,9 @@ impl Appender {
         }
         let inflight_bytes_max = self.config.inflight_bytes_max;
         self.wait_until(|state| state.inflight_bytes <= inflight_bytes_max)
-            .await
+            .await?;
+        write_budget::wait_within_bound().await;
+        Ok(())
     }
 
     /// Hands a chunk or large buffer no write holds any more to the shard's pool. Other sizes
@@ -700,6 +704,7 @@ impl Appender {
             state.inflight_bytes += size_bytes;
             id
         };
+        write_budget::add(size_bytes);
         let appender = Rc::clone(self);
         let buffer = Rc::new(buffer);
         glommio::spawn_local(async move {
@@ -738,6 +743,7 @@ impl Appender {
             }
             if let Some(write) = state.inflight.iter_mut().find(|w| w.id == id) {
                 write.done = true;
+                write_budget::release(write.size_bytes);
             }
             while state.inflight.front().is_some_and(|w| w.done) {
                 let write = state.inflight.pop_front().expect("front exists");

@@ -21,6 +21,7 @@ pub mod notify;
 mod scan;
 pub mod segment;
 pub mod space;
+pub mod write_budget;
 
 pub use buffer_pool::pooled_bytes as write_buffer_pool_bytes;
 pub use cache::{BatchCache, CacheStats};
