@@ -1,5 +1,6 @@
 //! The `ringlog` binary: one entry point for the broker and its tools.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -11,9 +12,10 @@ use clap::{Parser, Subcommand};
     about = "A Kafka-compatible streaming broker, thread-per-core on io_uring"
 )]
 struct Cli {
-    /// Tracing filter, e.g. `info` or `ringlog=debug`.
-    #[arg(long, global = true, default_value = "info")]
-    log_level: String,
+    /// Tracing filter, e.g. `info` or `ringlog=debug` [default: the configuration file's
+    /// `log_level` for `serve`, else info].
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,14 +53,30 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli: Cli = ringlog::cli::parse_or_exit();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The broker's configuration file may set the filter, so it is read first; a flag wins.
+    let serve_config = match &cli.command {
+        Command::Serve(args) => Some(ringlog::config::ServerConfig::resolve(args)),
+        _ => None,
+    };
+    let file_log_level = serve_config
+        .as_ref()
+        .and_then(|config| config.as_ref().ok())
+        .and_then(|config| config.log_level.clone());
+    let log_level = cli.log_level.or(file_log_level);
+    let filter = tracing_subscriber::EnvFilter::try_new(log_level.as_deref().unwrap_or("info"));
+    let filter_is_valid = filter.is_ok();
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter.unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or the journal would keep them as text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if !filter_is_valid {
+        tracing::warn!(log_level = ?log_level, "not a valid log filter; logging at info");
+    }
     let result = match cli.command {
-        Command::Serve(args) => ringlog::config::ServerConfig::resolve(&args)
+        Command::Serve(_) => serve_config
+            .expect("serve's configuration is resolved above")
             .and_then(ringlog::server::serve)
             .map(|()| ExitCode::SUCCESS),
         Command::DumpLog(args) => ringlog::cli::dump_log::run(args),

@@ -392,3 +392,22 @@ fn a_taken_admin_port_is_one_clear_line() {
         "{stderr}"
     );
 }
+
+/// `log_level` in the configuration file sets the broker's log filter, and a log written to a
+/// file carries no terminal colour codes.
+#[test]
+fn the_configuration_files_log_level_applies_and_logs_have_no_colour_codes() {
+    let mut debug = Broker::start_with_config("log_level = \"ringlog=debug\"\n");
+    let log = debug.log();
+    assert!(log.contains("DEBUG ringlog::server"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file:\n{log}"
+    );
+    debug.stop();
+
+    let mut default = Broker::start();
+    let log = default.log();
+    assert!(log.contains(" INFO ") && !log.contains("DEBUG"), "{log}");
+    default.stop();
+}
