@@ -549,6 +549,54 @@ fn a_record_set_with_one_corrupt_batch_is_refused_whole_at_every_size() {
     });
 }
 
+/// `message.timestamp.type=LogAppendTime`: each batch is stamped with the append time, its
+/// CRC rewritten, on disk as in memory; a corrupt batch is still refused, not re-signed.
+#[test]
+fn a_log_append_time_log_stamps_batches_and_rewrites_their_crc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let config = LogConfig {
+            log_append_time: true,
+            ..small_config()
+        };
+        let log = open(&dir, config.clone()).await;
+        let mut corrupt = make_batch(1, 2, 300, 1_000);
+        corrupt[100] ^= 1;
+        assert!(matches!(
+            log.append(BytesMut::from(&corrupt[..]), 0).await,
+            Err(StorageError::CorruptBatch(batch::BatchError::BadCrc { .. }))
+        ));
+        let before_ms = ringlog::storage::now_ms();
+        let mut append_times = Vec::new();
+        for i in 0..3u64 {
+            let info = append(&log, &make_batch(i, 2, 5_000, 1_000)).await;
+            let stamped = info
+                .log_append_time_ms
+                .expect("a LogAppendTime log says when");
+            assert!(stamped >= before_ms);
+            assert_eq!(info.max_timestamp_ms, stamped);
+            append_times.push(stamped);
+        }
+        log.flush().await.unwrap();
+        let check = |batches: Vec<Vec<u8>>| {
+            assert_eq!(batches.len(), 3);
+            for (bytes, stamped) in batches.iter().zip(&append_times) {
+                let header = batch::validate(bytes).expect("a valid CRC after the rewrite");
+                assert!(header.is_log_append_time());
+                assert_eq!(header.max_timestamp.get(), *stamped);
+                assert_eq!(header.base_timestamp.get(), 1_000);
+            }
+        };
+        check(read_all(&log, 0, 1 << 20).await);
+        log.close().await.unwrap();
+        let log = open_uncached(&dir, config).await;
+        log.set_high_watermark(log.log_end_offset());
+        check(read_all(&log, 0, 1 << 20).await);
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn low_free_space_refuses_writes_keeps_reads_and_recovers() {
     let tmp = tempfile::tempdir().unwrap();

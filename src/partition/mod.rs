@@ -142,7 +142,13 @@ impl Partition {
             Err(error) => return storage_outcome(&error),
         };
         crate::metrics::topic_produced(&self.id.topic, info.records_count, info.size_bytes);
-        if let Some(bytes) = header_bytes {
+        if let Some(mut bytes) = header_bytes {
+            if let Some(append_time_ms) = info.log_append_time_ms {
+                // A retry is answered with the batch's timestamp as stored.
+                batch::peek_header_mut(&mut bytes)
+                    .expect("checked before the append")
+                    .stamp_log_append_time(append_time_ms);
+            }
             let header = batch::peek_header(&bytes).expect("checked before the append");
             self.producers
                 .borrow_mut()
@@ -173,7 +179,7 @@ impl Partition {
             error_code: codes::NONE,
             error_message: None,
             base_offset: info.base_offset,
-            log_append_time_ms: -1,
+            log_append_time_ms: info.log_append_time_ms.unwrap_or(-1),
             log_start_offset: info.log_start_offset,
         }
     }
@@ -206,12 +212,22 @@ impl Partition {
             Ok(SequenceCheck::Append) => Ok(ProducerVerdict::Append {
                 header: Some(records[..batch::BATCH_HEADER_SIZE_BYTES].to_vec()),
             }),
-            Ok(SequenceCheck::Duplicate { base_offset, .. }) => {
+            Ok(SequenceCheck::Duplicate {
+                base_offset,
+                timestamp_ms,
+                ..
+            }) => {
                 Ok(ProducerVerdict::Duplicate(ProduceOutcome {
                     error_code: codes::NONE,
                     error_message: None,
                     base_offset,
-                    log_append_time_ms: -1,
+                    // Kafka answers a retry with the stored batch's timestamp when the topic
+                    // stamps append times, and -1 otherwise.
+                    log_append_time_ms: if self.log.config().log_append_time {
+                        timestamp_ms
+                    } else {
+                        -1
+                    },
                     log_start_offset: self.log.log_start_offset(),
                 }))
             }

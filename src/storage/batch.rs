@@ -78,6 +78,19 @@ impl BatchHeader {
     pub fn is_control(&self) -> bool {
         self.attributes.get() & ATTR_CONTROL != 0
     }
+
+    /// Sets the timestamp-type bit and the max timestamp of a `LogAppendTime` batch. Both lie
+    /// inside the CRC: `set_log_append_time` rewrites it too.
+    pub fn stamp_log_append_time(&mut self, now_ms: i64) {
+        self.attributes
+            .set(self.attributes.get() | ATTR_LOG_APPEND_TIME);
+        self.max_timestamp.set(now_ms);
+    }
+
+    /// The batch's timestamps are the broker's append time (`LogAppendTime`).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes.get() & ATTR_LOG_APPEND_TIME != 0
+    }
 }
 
 /// The header view of the batch starting at `bytes[0]`, after checking only that the header is
@@ -91,6 +104,13 @@ pub fn peek_header(bytes: &[u8]) -> Result<&BatchHeader, BatchError> {
     if batch_length < (BATCH_HEADER_SIZE_BYTES - BATCH_LENGTH_PREFIX_BYTES) as i32 {
         return Err(BatchError::BadLength { batch_length });
     }
+    Ok(header)
+}
+
+/// `peek_header`, writable.
+pub fn peek_header_mut(bytes: &mut [u8]) -> Result<&mut BatchHeader, BatchError> {
+    peek_header(bytes)?;
+    let (header, _) = BatchHeader::mut_from_prefix(bytes).expect("peek_header read it");
     Ok(header)
 }
 
@@ -254,6 +274,20 @@ pub fn assign(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
 /// Attribute bit: every record's timestamp is the batch's max timestamp (LogAppendTime).
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 
+/// Stamps a validated batch with the broker's clock, as Kafka does for a topic with
+/// `message.timestamp.type=LogAppendTime`: sets the timestamp-type bit and the max timestamp,
+/// both inside the CRC, and rewrites the CRC-32C. Returns the new CRC.
+pub fn set_log_append_time(bytes: &mut [u8], now_ms: i64) -> u32 {
+    let (header, _) = BatchHeader::mut_from_prefix(bytes)
+        .expect("log append time is only set on validated batches");
+    let size_bytes = header.size_bytes();
+    header.stamp_log_append_time(now_ms);
+    let crc = crc32c::crc32c(&bytes[CRC_START_BYTES..size_bytes]);
+    let (header, _) = BatchHeader::mut_from_prefix(bytes).expect("checked above");
+    header.crc.set(crc);
+    crc
+}
+
 /// Reads a zigzag varint of at most `max_bytes` bytes from the front of `bytes`.
 fn read_varlong(bytes: &mut &[u8], max_bytes: usize) -> Option<i64> {
     let mut value: u64 = 0;
@@ -279,7 +313,7 @@ pub fn first_record_at_or_after(bytes: &[u8], target_ms: i64) -> Option<(i64, i6
         return None;
     }
     let batch_answer = Some((base_offset, max_timestamp));
-    if header.attributes.get() & ATTR_LOG_APPEND_TIME != 0 || header.compression_codec() != 0 {
+    if header.is_log_append_time() || header.compression_codec() != 0 {
         return batch_answer;
     }
     walk_records(bytes, header, target_ms).unwrap_or(batch_answer)
@@ -362,6 +396,17 @@ mod tests {
         assert_eq!(header.records_count.get(), 5);
         assert_eq!(header.last_offset(), 4);
         assert_eq!(header.size_bytes(), bytes.len());
+    }
+
+    #[test]
+    fn log_append_time_stamps_the_batch_and_keeps_it_valid() {
+        let mut bytes = build_batch(1_000, 3, b"abc", None);
+        let crc = set_log_append_time(&mut bytes, 99_000);
+        let header = validate(&bytes).unwrap();
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp.get(), 99_000);
+        assert_eq!(header.base_timestamp.get(), 1_000);
+        assert_eq!(header.crc.get(), crc);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct AppendInfo {
     pub batch_count: usize,
     pub records_count: i64,
     pub size_bytes: usize,
+    /// The time the batches were stamped with, for a log with `log_append_time`.
+    pub log_append_time_ms: Option<i64>,
 }
 
 /// What a read returns: whole batches as stored, and the log's bounds at the time.
@@ -354,8 +356,14 @@ impl PartitionLog {
             tracing::warn!(%error, "free-space check failed; using the last reading");
         }
         self.space.check_writable()?;
-        let infos = batch::validate_record_set_headers(&record_set)?;
         let config = self.config();
+        // Stamping the append time rewrites the CRCs, so the producer's must be checked first;
+        // otherwise the copy to the file checks them.
+        let mut infos = if config.log_append_time {
+            batch::validate_record_set(&record_set)?
+        } else {
+            batch::validate_record_set_headers(&record_set)?
+        };
         for info in &infos {
             if info.size_bytes as u64 > config.max_message_bytes {
                 return Err(StorageError::BatchTooLarge {
@@ -395,8 +403,12 @@ impl PartitionLog {
 
         let mut position = 0;
         let mut next_offset = base_offset;
-        for info in &infos {
+        for info in &mut infos {
             batch::assign(&mut record_set[position..], next_offset, leader_epoch);
+            if config.log_append_time {
+                info.crc = batch::set_log_append_time(&mut record_set[position..], now);
+                info.max_timestamp = now;
+            }
             position += info.size_bytes;
             next_offset += i64::from(info.last_offset_delta) + 1;
         }
@@ -441,6 +453,7 @@ impl PartitionLog {
             batch_count: infos.len(),
             records_count,
             size_bytes,
+            log_append_time_ms: config.log_append_time.then_some(now),
         })
     }
 

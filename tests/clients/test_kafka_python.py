@@ -123,3 +123,36 @@ def test_offsets_for_times_and_beginning_and_end_offsets(broker):
         assert offset_at(base_ms + 1000 * count) is None, "past the newest record: no offset"
     finally:
         consumer.close()
+
+
+def test_a_log_append_time_topic_stamps_records_with_the_brokers_clock(broker):
+    """message.timestamp.type=LogAppendTime: the producer learns the broker's append time, and
+    consumers read it as every record's timestamp, of type LogAppendTime, whatever the producer
+    set."""
+    topic = "append-time"
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1,
+                                      topic_configs={"message.timestamp.type": "LogAppendTime"})])
+    finally:
+        admin.close()
+    producer_ms = 1_000_000_000_000  # 2001: nowhere near now
+    before_ms = int(time.time() * 1000)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20)
+    try:
+        futures = [producer.send(topic, f"m{i}".encode(), timestamp_ms=producer_ms + i)
+                   for i in range(5)]
+        producer.flush(timeout=60)
+        metadata = [f.get(timeout=30) for f in futures]
+    finally:
+        producer.close(timeout=10)
+    after_ms = int(time.time() * 1000)
+    append_times = {m.timestamp for m in metadata}
+    assert len(append_times) == 1, "one batch, one append time"
+    append_ms = append_times.pop()
+    assert before_ms - 1000 <= append_ms <= after_ms + 1000
+
+    received, extra = read_back(broker.bootstrap, topic, 5)
+    assert extra == []
+    assert [m.value for m in received] == [f"m{i}".encode() for i in range(5)]
+    assert {(m.timestamp, m.timestamp_type) for m in received} == {(append_ms, 1)}
