@@ -404,10 +404,12 @@ impl Group {
                 now.monotonic_ms + i64::from(request.session_timeout_ms);
             self.persist_wanted = true;
             let mut response = self.join_response(&new_id);
-            // The assignment stays; the member must not run the assignor again.
+            // The assignment stays; the member must not run the assignor again. As Kafka
+            // does, a leader is answered with its old id as the leader's: it does not match
+            // the new one, so the member syncs as a follower and keeps its assignment.
             response.members.clear();
             if response.leader == new_id {
-                response.leader.clear();
+                response.leader = old_id;
             }
             return JoinStep::Reply(response);
         }

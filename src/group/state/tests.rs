@@ -272,6 +272,11 @@ fn static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
     assert_eq!(rejoined.error_code, codes::NONE);
     assert_ne!(rejoined.member_id, old_id);
     assert_eq!(rejoined.generation_id, 1, "no rebalance");
+    assert_eq!(
+        rejoined.leader, old_id,
+        "the leader's old id, as Kafka answers, so that it does not assign again"
+    );
+    assert!(rejoined.members.is_empty());
     assert_eq!(group.state(), GroupState::Stable);
     assert_eq!(
         group.heartbeat(&old_id, Some("host-1"), 1, at(3)),
