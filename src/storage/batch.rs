@@ -278,13 +278,24 @@ const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 /// `message.timestamp.type=LogAppendTime`: sets the timestamp-type bit and the max timestamp,
 /// both inside the CRC, and rewrites the CRC-32C. Returns the new CRC.
 pub fn set_log_append_time(bytes: &mut [u8], now_ms: i64) -> u32 {
-    let (header, _) = BatchHeader::mut_from_prefix(bytes)
-        .expect("log append time is only set on validated batches");
-    let size_bytes = header.size_bytes();
-    header.stamp_log_append_time(now_ms);
-    let crc = crc32c::crc32c(&bytes[CRC_START_BYTES..size_bytes]);
-    let (header, _) = BatchHeader::mut_from_prefix(bytes).expect("checked above");
-    header.crc.set(crc);
+    BatchHeader::mut_from_prefix(bytes)
+        .expect("log append time is only set on validated batches")
+        .0
+        .stamp_log_append_time(now_ms);
+    write_crc(bytes)
+}
+
+/// Computes the CRC-32C of the whole batch at the start of `bytes` (attributes..end, as its
+/// length field says) and stores it in the header. Returns it.
+fn write_crc(bytes: &mut [u8]) -> u32 {
+    let (header, _) =
+        BatchHeader::ref_from_prefix(bytes).expect("a CRC is only written for a whole batch");
+    let crc = crc32c::crc32c(&bytes[CRC_START_BYTES..header.size_bytes()]);
+    BatchHeader::mut_from_prefix(bytes)
+        .expect("read above")
+        .0
+        .crc
+        .set(crc);
     crc
 }
 
@@ -375,12 +386,7 @@ pub fn build_batch(
     };
     bytes[..BATCH_HEADER_SIZE_BYTES].copy_from_slice(header.as_bytes());
     bytes[BATCH_HEADER_SIZE_BYTES..].copy_from_slice(payload);
-    let crc = crc32c::crc32c(&bytes[CRC_START_BYTES..]);
-    BatchHeader::mut_from_prefix(&mut bytes[..])
-        .expect("buffer holds a header")
-        .0
-        .crc
-        .set(crc);
+    write_crc(&mut bytes);
     bytes
 }
 
@@ -487,12 +493,7 @@ mod tests {
         let max = base_timestamp + deltas.iter().copied().max().unwrap_or(0);
         let (header, _) = BatchHeader::mut_from_prefix(&mut bytes[..]).unwrap();
         header.max_timestamp.set(max);
-        let crc = crc32c::crc32c(&bytes[CRC_START_BYTES..]);
-        BatchHeader::mut_from_prefix(&mut bytes[..])
-            .unwrap()
-            .0
-            .crc
-            .set(crc);
+        write_crc(&mut bytes);
         bytes
     }
 
