@@ -2,6 +2,8 @@
 //! validation (length, magic, CRC-32C), and the in-place rewrite of `baseOffset` and
 //! `partitionLeaderEpoch`, both of which lie outside the CRC. Records are never unpacked here.
 
+use std::ops::Range;
+
 use zerocopy::big_endian::{I16, I32, I64, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -163,6 +165,42 @@ pub struct BatchInfo {
     pub records_count: i32,
     /// The CRC-32C the header declares.
     pub crc: u32,
+}
+
+/// Where one batch of a record set lies in it, and the offsets it takes once appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSpan {
+    pub bytes: Range<usize>,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+/// Walks a record set's batches in order, the first taking `base_offset`: what the append path
+/// needs to rewrite, index, keep and cache each batch.
+pub struct BatchCursor {
+    position: usize,
+    next_offset: i64,
+}
+
+impl BatchCursor {
+    pub fn new(base_offset: i64) -> Self {
+        BatchCursor {
+            position: 0,
+            next_offset: base_offset,
+        }
+    }
+
+    /// The span of the next batch, which `info` describes.
+    pub fn advance(&mut self, info: &BatchInfo) -> BatchSpan {
+        let span = BatchSpan {
+            bytes: self.position..self.position + info.size_bytes,
+            base_offset: self.next_offset,
+            last_offset: self.next_offset + i64::from(info.last_offset_delta),
+        };
+        self.position = span.bytes.end;
+        self.next_offset = span.last_offset + 1;
+        span
+    }
 }
 
 /// Validates every batch of a record set (one or more back-to-back batches, as a Produce

@@ -401,16 +401,15 @@ impl PartitionLog {
         };
         active.reserve(size_bytes).await?;
 
-        let mut position = 0;
-        let mut next_offset = base_offset;
+        let mut cursor = batch::BatchCursor::new(base_offset);
         for info in &mut infos {
-            batch::assign(&mut record_set[position..], next_offset, leader_epoch);
+            let span = cursor.advance(info);
+            let batch_bytes = &mut record_set[span.bytes];
+            batch::assign(batch_bytes, span.base_offset, leader_epoch);
             if config.log_append_time {
-                info.crc = batch::set_log_append_time(&mut record_set[position..], now);
+                info.crc = batch::set_log_append_time(batch_bytes, now);
                 info.max_timestamp = now;
             }
-            position += info.size_bytes;
-            next_offset += i64::from(info.last_offset_delta) + 1;
         }
         let record_set = record_set.freeze();
         if let Err(error) = active
@@ -420,15 +419,17 @@ impl PartitionLog {
             self.fail(&error);
             return Err(error);
         }
-        let mut rest = record_set;
-        let mut next_offset = base_offset;
+        let mut cursor = batch::BatchCursor::new(base_offset);
         for info in &infos {
-            let batch_bytes = rest.split_to(info.size_bytes);
-            let last_offset = next_offset + i64::from(info.last_offset_delta);
-            self.cache
-                .insert(self.uid, next_offset, last_offset, batch_bytes);
-            next_offset = last_offset + 1;
+            let span = cursor.advance(info);
+            self.cache.insert(
+                self.uid,
+                span.base_offset,
+                span.last_offset,
+                record_set.slice(span.bytes),
+            );
         }
+        let next_offset = base_offset + offset_span;
 
         let records_count: i64 = infos.iter().map(|i| i64::from(i.records_count)).sum();
         let (log_start_offset, flush_due) = {

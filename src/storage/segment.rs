@@ -561,28 +561,25 @@ impl Segment {
             .first_append_ms
             .get_or_insert(now_ms);
         self.prune_pending();
-        let mut batch_start = 0;
-        let mut batch_base_offset = base_offset;
+        let mut cursor = batch::BatchCursor::new(base_offset);
         for info in infos {
-            let last_offset = batch_base_offset + i64::from(info.last_offset_delta);
+            let span = cursor.advance(info);
             let size_bytes = info.size_bytes as u64;
             self.record_batch(
                 position,
-                batch_base_offset,
-                last_offset,
+                span.base_offset,
+                span.last_offset,
                 info.max_timestamp,
                 size_bytes,
                 config.index_interval_bytes,
             );
-            self.pending.borrow_mut().push_back(PendingBatch {
-                end_position: position + size_bytes,
-                base_offset: batch_base_offset,
-                last_offset,
-                bytes: bytes.slice(batch_start..batch_start + info.size_bytes),
-            });
             position += size_bytes;
-            batch_start += info.size_bytes;
-            batch_base_offset = last_offset + 1;
+            self.pending.borrow_mut().push_back(PendingBatch {
+                end_position: position,
+                base_offset: span.base_offset,
+                last_offset: span.last_offset,
+                bytes: bytes.slice(span.bytes),
+            });
         }
         Ok(())
     }
