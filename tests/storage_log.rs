@@ -475,6 +475,69 @@ fn corrupt_and_oversized_batches_are_refused_without_side_effects() {
     });
 }
 
+/// `message.timestamp.before.max.ms` / `after.max.ms`: a record set holding a batch timestamped
+/// outside the window around the broker's clock is refused whole with `InvalidTimestamp`
+/// (INVALID_TIMESTAMP at the edge) and changes nothing; a `LogAppendTime` log takes any.
+#[test]
+fn timestamps_outside_the_create_time_window_are_refused_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let hour_ms = 3_600_000;
+        let config = LogConfig {
+            timestamp_before_max_ms: Some(hour_ms),
+            timestamp_after_max_ms: Some(hour_ms),
+            ..small_config()
+        };
+        let log = open(&dir, config.clone()).await;
+        let now = ringlog::storage::now_ms();
+        append(
+            &log,
+            &batch::build_batch_of_records(now - hour_ms as i64 / 2, &[0, 1]),
+        )
+        .await;
+        // The old record is the second of its batch: the walk over the records finds it.
+        let old = now - 2 * hour_ms as i64;
+        let record_set = [
+            batch::build_batch_of_records(now, &[0]),
+            batch::build_batch_of_records(now, &[0, old - now, 0]),
+        ]
+        .concat();
+        match log.append(BytesMut::from(&record_set[..]), 0).await {
+            Err(StorageError::InvalidTimestamp {
+                batch_index: 1,
+                timestamp_ms,
+                min_ms,
+                max_ms,
+            }) => {
+                assert_eq!(timestamp_ms, old);
+                assert!(min_ms > old && max_ms >= now + hour_ms as i64);
+            }
+            other => panic!("expected InvalidTimestamp for batch 1, got {other:?}"),
+        }
+        let future = batch::build_batch_of_records(now + 2 * hour_ms as i64, &[0]);
+        assert!(matches!(
+            log.append(BytesMut::from(&future[..]), 0).await,
+            Err(StorageError::InvalidTimestamp { batch_index: 0, .. })
+        ));
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(read_all(&log, 0, 1 << 20).await.len(), 1);
+        assert_eq!(
+            append(&log, &make_batch(5, 1, 100, now)).await.base_offset,
+            2
+        );
+        let untimed = batch::build_batch_of_records(-1, &[0, 0]);
+        assert_eq!(append(&log, &untimed).await.base_offset, 3);
+
+        log.set_config(LogConfig {
+            log_append_time: true,
+            ..config
+        });
+        assert_eq!(append(&log, &future).await.base_offset, 5);
+        log.close().await.unwrap();
+    });
+}
+
 /// The CRCs are checked while the record set is copied to the file: a bad batch anywhere in
 /// it refuses the whole record set, whichever way it is copied (inside the current chunk,
 /// across chunk and large-write buffers, or too large to hold back and checked first), and

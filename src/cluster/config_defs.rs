@@ -136,25 +136,32 @@ pub(crate) const CONFIG_DEFS: &[ConfigDef] = &[
     ConfigDef {
         name: "message.timestamp.after.max.ms",
         config_type: ConfigType::Long,
-        default: DefaultValue::Kafka(LONG_MAX),
+        default: DefaultValue::Log(|c| optional_u64(c.timestamp_after_max_ms, i64::MAX)),
         rule: Rule::AtLeast(0),
     },
     ConfigDef {
         name: "message.timestamp.before.max.ms",
         config_type: ConfigType::Long,
-        default: DefaultValue::Kafka(LONG_MAX),
+        default: DefaultValue::Log(|c| optional_u64(c.timestamp_before_max_ms, i64::MAX)),
         rule: Rule::AtLeast(0),
     },
     ConfigDef {
         name: "message.timestamp.difference.max.ms",
         config_type: ConfigType::Long,
-        default: DefaultValue::Kafka(LONG_MAX),
+        default: DefaultValue::Log(|c| optional_u64(c.timestamp_difference_max_ms, i64::MAX)),
         rule: Rule::AtLeast(0),
     },
     ConfigDef {
         name: "message.timestamp.type",
         config_type: ConfigType::String,
-        default: DefaultValue::Kafka("CreateTime"),
+        default: DefaultValue::Log(|c| {
+            if c.log_append_time {
+                "LogAppendTime"
+            } else {
+                "CreateTime"
+            }
+            .to_string()
+        }),
         rule: Rule::OneOf(&["CreateTime", "LogAppendTime"]),
     },
     ConfigDef {

@@ -505,7 +505,9 @@ fn refused_before_writing(error: &StorageError) -> bool {
     error.is_disk_full()
         || matches!(
             error,
-            StorageError::CorruptBatch(_) | StorageError::BatchTooLarge { .. }
+            StorageError::CorruptBatch(_)
+                | StorageError::BatchTooLarge { .. }
+                | StorageError::InvalidTimestamp { .. }
         )
 }
 

@@ -18,6 +18,7 @@ pub const NOT_COORDINATOR: i16 = 16;
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
 pub const RECORD_LIST_TOO_LARGE: i16 = 18;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const INVALID_TIMESTAMP: i16 = 32;
 pub const ILLEGAL_GENERATION: i16 = 22;
 pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 pub const INVALID_GROUP_ID: i16 = 24;
@@ -55,6 +56,7 @@ pub fn storage_error_code(error: &StorageError) -> i16 {
     match error {
         StorageError::CorruptBatch(_) => CORRUPT_MESSAGE,
         StorageError::BatchTooLarge { .. } => MESSAGE_TOO_LARGE,
+        StorageError::InvalidTimestamp { .. } => INVALID_TIMESTAMP,
         StorageError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         StorageError::DiskFull { .. }
         | StorageError::NoSpace { .. }

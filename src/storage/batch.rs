@@ -2,7 +2,7 @@
 //! validation (length, magic, CRC-32C), and the in-place rewrite of `baseOffset` and
 //! `partitionLeaderEpoch`, both of which lie outside the CRC. Records are never unpacked here.
 
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 
 use zerocopy::big_endian::{I16, I32, I64, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -365,11 +365,75 @@ pub fn first_record_at_or_after(bytes: &[u8], target_ms: i64) -> Option<(i64, i6
     if header.is_log_append_time() || header.compression_codec() != 0 {
         return batch_answer;
     }
-    walk_records(bytes, header, target_ms).unwrap_or(batch_answer)
+    let found = walk_records(bytes, header, |offset_delta, timestamp| {
+        if timestamp >= target_ms {
+            ControlFlow::Break(
+                base_offset
+                    .checked_add(offset_delta)
+                    .map(|offset| (offset, timestamp)),
+            )
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    match found {
+        Some(Some(answer)) => answer,
+        Some(None) => None,
+        None => batch_answer,
+    }
 }
 
-/// `None` when the records do not parse; `Some(None)` when none reaches the target.
-fn walk_records(bytes: &[u8], header: &BatchHeader, target_ms: i64) -> Option<Option<(i64, i64)>> {
+/// Where a `CreateTime` timestamp may lie, in ms since the epoch, both ends included: the
+/// broker's clock less `message.timestamp.before.max.ms` to it plus
+/// `message.timestamp.after.max.ms` (`LogConfig::create_time_window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampWindow {
+    pub min_ms: i64,
+    pub max_ms: i64,
+}
+
+impl TimestampWindow {
+    fn admits(&self, timestamp_ms: i64) -> bool {
+        // Kafka's NO_TIMESTAMP: a record without one is not checked.
+        timestamp_ms == NO_TIMESTAMP || (self.min_ms..=self.max_ms).contains(&timestamp_ms)
+    }
+}
+
+/// Kafka's `RecordBatch.NO_TIMESTAMP`.
+const NO_TIMESTAMP: i64 = -1;
+
+/// The first timestamp of the batch at the start of `bytes` that lies outside `window`, as
+/// Kafka's LogValidator checks every record of a `CreateTime` batch. The records of an
+/// uncompressed batch are each checked; a compressed batch (which the broker never unpacks),
+/// or records that do not parse (the CRC check refuses those that are damaged), is checked by
+/// its header's first and max timestamps.
+pub fn timestamp_outside(bytes: &[u8], window: TimestampWindow) -> Option<i64> {
+    let header = peek_header(bytes).ok()?;
+    if header.compression_codec() == 0 {
+        let outside = walk_records(bytes, header, |_, timestamp| {
+            if window.admits(timestamp) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(timestamp)
+            }
+        });
+        if let Some(outside) = outside {
+            return outside;
+        }
+    }
+    [header.base_timestamp.get(), header.max_timestamp.get()]
+        .into_iter()
+        .find(|timestamp| !window.admits(*timestamp))
+}
+
+/// Calls `visit` with (offset delta, timestamp) of each record of an uncompressed batch, in
+/// order, until it breaks. `None` when the records do not parse; `Some(None)` when `visit`
+/// never broke.
+fn walk_records<T>(
+    bytes: &[u8],
+    header: &BatchHeader,
+    mut visit: impl FnMut(i64, i64) -> ControlFlow<T>,
+) -> Option<Option<T>> {
     let end = header.size_bytes().min(bytes.len());
     let mut records = bytes.get(BATCH_HEADER_SIZE_BYTES..end)?;
     for _ in 0..header.records_count.get() {
@@ -385,11 +449,8 @@ fn walk_records(bytes: &[u8], header: &BatchHeader, target_ms: i64) -> Option<Op
             .get()
             .checked_add(read_varlong(&mut fields, 10)?)?;
         let offset_delta = read_varlong(&mut fields, 5)?;
-        if timestamp >= target_ms {
-            return Some(Some((
-                header.base_offset.get().checked_add(offset_delta)?,
-                timestamp,
-            )));
+        if let ControlFlow::Break(found) = visit(offset_delta, timestamp) {
+            return Some(Some(found));
         }
     }
     Some(None)
@@ -424,6 +485,45 @@ pub fn build_batch(
     };
     bytes[..BATCH_HEADER_SIZE_BYTES].copy_from_slice(header.as_bytes());
     bytes[BATCH_HEADER_SIZE_BYTES..].copy_from_slice(payload);
+    write_crc(&mut bytes);
+    bytes
+}
+
+/// Builds a valid v2 batch of real records, one per entry of `timestamp_deltas` (each record's
+/// timestamp relative to `base_timestamp_ms`), with a null key and a one-byte value: for tests
+/// that need records a consumer or the record walk can read.
+pub fn build_batch_of_records(base_timestamp_ms: i64, timestamp_deltas: &[i64]) -> Vec<u8> {
+    fn zigzag(value: i64, out: &mut Vec<u8>) {
+        let mut v = ((value << 1) ^ (value >> 63)) as u64;
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut records = Vec::new();
+    for (i, delta) in timestamp_deltas.iter().enumerate() {
+        let mut body = vec![0u8];
+        zigzag(*delta, &mut body);
+        zigzag(i as i64, &mut body);
+        zigzag(-1, &mut body); // null key
+        zigzag(1, &mut body);
+        body.push(b'v');
+        zigzag(0, &mut body); // no headers
+        zigzag(body.len() as i64, &mut records);
+        records.extend_from_slice(&body);
+    }
+    let records_count = i32::try_from(timestamp_deltas.len()).expect("a test-sized batch");
+    let mut bytes = build_batch(base_timestamp_ms, records_count, &records, None);
+    let max = base_timestamp_ms + timestamp_deltas.iter().copied().max().unwrap_or(0);
+    peek_header_mut(&mut bytes)
+        .expect("just built")
+        .max_timestamp
+        .set(max);
     write_crc(&mut bytes);
     bytes
 }
@@ -502,42 +602,9 @@ mod tests {
     }
 
     /// A batch of records with the given timestamp deltas, encoded as a Kafka client would.
-    fn batch_with_records(base_timestamp: i64, deltas: &[i64]) -> Vec<u8> {
-        fn zigzag(value: i64, out: &mut Vec<u8>) {
-            let mut v = ((value << 1) ^ (value >> 63)) as u64;
-            loop {
-                let byte = (v & 0x7f) as u8;
-                v >>= 7;
-                if v == 0 {
-                    out.push(byte);
-                    return;
-                }
-                out.push(byte | 0x80);
-            }
-        }
-        let mut records = Vec::new();
-        for (i, delta) in deltas.iter().enumerate() {
-            let mut body = vec![0u8];
-            zigzag(*delta, &mut body);
-            zigzag(i as i64, &mut body);
-            zigzag(-1, &mut body); // null key
-            zigzag(1, &mut body);
-            body.push(b'v');
-            zigzag(0, &mut body); // no headers
-            zigzag(body.len() as i64, &mut records);
-            records.extend_from_slice(&body);
-        }
-        let mut bytes = build_batch(base_timestamp, deltas.len() as i32, &records, None);
-        let max = base_timestamp + deltas.iter().copied().max().unwrap_or(0);
-        let (header, _) = BatchHeader::mut_from_prefix(&mut bytes[..]).unwrap();
-        header.max_timestamp.set(max);
-        write_crc(&mut bytes);
-        bytes
-    }
-
     #[test]
     fn finds_the_first_record_at_or_after_a_timestamp() {
-        let mut bytes = batch_with_records(1_000, &[0, 10, 5, 20]);
+        let mut bytes = build_batch_of_records(1_000, &[0, 10, 5, 20]);
         assign(&mut bytes, 100, 0);
         assert!(validate(&bytes).is_ok());
         assert_eq!(first_record_at_or_after(&bytes, 0), Some((100, 1_000)));
@@ -546,11 +613,49 @@ mod tests {
         assert_eq!(first_record_at_or_after(&bytes, 1_021), None);
     }
 
+    #[test]
+    fn every_record_of_a_create_time_batch_is_held_to_the_window() {
+        let window = TimestampWindow {
+            min_ms: 1_000,
+            max_ms: 2_000,
+        };
+        let inside = build_batch_of_records(1_000, &[0, 500, 1_000]);
+        assert_eq!(timestamp_outside(&inside, window), None);
+        // A record in the middle older than the first: only the walk sees it.
+        let old_middle = build_batch_of_records(1_200, &[0, -300, 100]);
+        assert_eq!(timestamp_outside(&old_middle, window), Some(900));
+        let too_new = build_batch_of_records(1_500, &[0, 501]);
+        assert_eq!(timestamp_outside(&too_new, window), Some(2_001));
+        // Records without a timestamp are not checked, as in Kafka.
+        let untimed = build_batch_of_records(NO_TIMESTAMP, &[0, 0]);
+        assert_eq!(timestamp_outside(&untimed, window), None);
+
+        // A compressed batch is judged by its header's first and max timestamps.
+        let mut compressed = build_batch_of_records(1_200, &[0, -300, 100]);
+        BatchHeader::mut_from_prefix(&mut compressed[..])
+            .unwrap()
+            .0
+            .attributes
+            .set(1);
+        assert_eq!(timestamp_outside(&compressed, window), None);
+        let mut compressed_old = build_batch_of_records(900, &[0, 100]);
+        BatchHeader::mut_from_prefix(&mut compressed_old[..])
+            .unwrap()
+            .0
+            .attributes
+            .set(4);
+        assert_eq!(timestamp_outside(&compressed_old, window), Some(900));
+        // Opaque records that do not parse fall back to the header too.
+        let opaque = build_batch(2_500, 3, b"not records", None);
+        assert_eq!(timestamp_outside(&opaque, window), Some(2_500));
+    }
+
     proptest! {
         #[test]
         fn record_walk_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..256), target in any::<i64>()) {
             let bytes = build_batch(0, 3, &payload, None);
             let _ = first_record_at_or_after(&bytes, target);
+            let _ = timestamp_outside(&bytes, TimestampWindow { min_ms: target, max_ms: target });
         }
 
         #[test]

@@ -16,6 +16,19 @@ pub enum StorageError {
         limit_bytes: usize,
     },
 
+    /// A `CreateTime` timestamp outside the topic's `message.timestamp.before.max.ms` /
+    /// `after.max.ms` window. Kafka: INVALID_TIMESTAMP.
+    #[error(
+        "timestamp {timestamp_ms} of a record in batch {batch_index} is out of range: it should \
+         be within [{min_ms}, {max_ms}]"
+    )]
+    InvalidTimestamp {
+        batch_index: usize,
+        timestamp_ms: i64,
+        min_ms: i64,
+        max_ms: i64,
+    },
+
     /// The requested offset lies outside [log start offset, log end offset]. Kafka:
     /// OFFSET_OUT_OF_RANGE.
     #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
@@ -78,6 +91,17 @@ impl StorageError {
             } => StorageError::BatchTooLarge {
                 size_bytes: *size_bytes,
                 limit_bytes: *limit_bytes,
+            },
+            StorageError::InvalidTimestamp {
+                batch_index,
+                timestamp_ms,
+                min_ms,
+                max_ms,
+            } => StorageError::InvalidTimestamp {
+                batch_index: *batch_index,
+                timestamp_ms: *timestamp_ms,
+                min_ms: *min_ms,
+                max_ms: *max_ms,
             },
             StorageError::OffsetOutOfRange {
                 offset,

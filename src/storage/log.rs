@@ -372,6 +372,22 @@ impl PartitionLog {
                 });
             }
         }
+        if let Some(window) = config.create_time_window(now_ms()) {
+            let mut cursor = batch::BatchCursor::new(0);
+            for (batch_index, info) in infos.iter().enumerate() {
+                let span = cursor.advance(info);
+                if let Some(timestamp_ms) =
+                    batch::timestamp_outside(&record_set[span.bytes], window)
+                {
+                    return Err(StorageError::InvalidTimestamp {
+                        batch_index,
+                        timestamp_ms,
+                        min_ms: window.min_ms,
+                        max_ms: window.max_ms,
+                    });
+                }
+            }
+        }
         let size_bytes = record_set.len();
         let offset_span: i64 = infos
             .iter()

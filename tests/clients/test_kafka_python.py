@@ -3,6 +3,7 @@
 import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kafka_errors
 from kafka.admin import NewTopic
 
 from sample_text import sample_lines, write_lines
@@ -123,6 +124,43 @@ def test_offsets_for_times_and_beginning_and_end_offsets(broker):
         assert offset_at(base_ms + 1000 * count) is None, "past the newest record: no offset"
     finally:
         consumer.close()
+
+
+def test_a_timestamp_outside_the_topics_window_is_refused_with_invalid_timestamp(broker):
+    """message.timestamp.before.max.ms / after.max.ms (KIP-937): a record timestamped too far
+    from the broker's clock is refused with INVALID_TIMESTAMP and never stored; the others are."""
+    topic = "timestamp-window"
+    hour_ms = 3_600_000
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={
+            "message.timestamp.before.max.ms": str(hour_ms),
+            "message.timestamp.after.max.ms": str(hour_ms),
+        })])
+    finally:
+        admin.close()
+    now_ms = int(time.time() * 1000)
+    # One request per record (no lingering): each is judged alone.
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, retries=0,
+                             max_in_flight_requests_per_connection=1)
+    try:
+        good = producer.send(topic, b"now", timestamp_ms=now_ms).get(timeout=30)
+        outcomes = {}
+        for name, timestamp_ms in [("old", 1_000_000_000_000), ("future", now_ms + 2 * hour_ms)]:
+            try:
+                producer.send(topic, name.encode(), timestamp_ms=timestamp_ms).get(timeout=30)
+                outcomes[name] = "accepted"
+            except kafka_errors.KafkaError as error:
+                outcomes[name] = type(error).__name__
+        last = producer.send(topic, b"later", timestamp_ms=now_ms + 1).get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    assert outcomes == {"old": "InvalidTimestampError", "future": "InvalidTimestampError"}
+    assert (good.offset, last.offset) == (0, 1)
+
+    received, extra = read_back(broker.bootstrap, topic, 2)
+    assert extra == []
+    assert [(m.value, m.timestamp) for m in received] == [(b"now", now_ms), (b"later", now_ms + 1)]
 
 
 def test_a_log_append_time_topic_stamps_records_with_the_brokers_clock(broker):
