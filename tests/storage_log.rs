@@ -1012,27 +1012,37 @@ fn a_roll_interrupted_by_a_crash_recovers_the_unsealed_segment() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     run(move || async move {
-        // A roll creates the next segment while the last one seals. What a crash can leave:
-        // the old segment with its preallocated zeros and perhaps a torn batch after its data,
-        // and the new segment's files, preallocated or holding a torn first batch.
+        // A roll creates the next segment and seals the old one in the background. What a
+        // crash can leave: the old segment with its preallocated zeros and perhaps a torn batch
+        // after its data, and the new segment's files, preallocated, holding a torn first
+        // batch, or holding batches appended meanwhile.
         let torn = make_batch(9, 5, 3000, 100);
-        let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
-            ("zeros", Vec::new(), vec![0u8; 1 << 20]),
+        let after = make_batch(11, 5, 3000, 150);
+        let cases: Vec<(&str, Vec<u8>, Vec<u8>, i64)> = vec![
+            ("zeros", Vec::new(), vec![0u8; 1 << 20], 30),
             (
                 "torn-old",
                 torn[..torn.len() / 2].to_vec(),
                 vec![0u8; 1 << 20],
+                30,
             ),
             (
                 "torn-new",
                 Vec::new(),
                 assigned(&torn, 30, 0)[..2000].to_vec(),
+                30,
             ),
-            ("empty-new", Vec::new(), Vec::new()),
+            ("empty-new", Vec::new(), Vec::new(), 30),
+            (
+                "appended-new",
+                Vec::new(),
+                [assigned(&after, 30, 0), vec![0u8; 1 << 16]].concat(),
+                35,
+            ),
         ];
-        for (name, old_tail, new_log) in cases {
+        for (name, old_tail, new_log, end) in cases {
             let dir = root.join(name);
-            let (expected, valid_len) = closed_log_of_six_batches(&dir).await;
+            let (mut expected, valid_len) = closed_log_of_six_batches(&dir).await;
             let old_log = dir.join(format!("{:020}.log", 0));
             replace_after(&old_log, valid_len, &old_tail, 64 * 1024);
             let new_paths: Vec<_> = ["log", "index", "timeindex"]
@@ -1044,24 +1054,123 @@ fn a_roll_interrupted_by_a_crash_recovers_the_unsealed_segment() {
             std::fs::write(&new_paths[2], []).unwrap();
 
             let log = open_uncached(&dir, small_config()).await;
-            assert_eq!(log.log_end_offset(), 30, "{name}");
-            assert_eq!(
-                log.segment_count(),
-                1,
-                "{name}: the empty segment is dropped"
-            );
-            for path in &new_paths {
-                assert!(!path.exists(), "{name}: {} removed", path.display());
-            }
+            assert_eq!(log.log_end_offset(), end, "{name}");
+            assert_eq!(log.segment_count(), 2, "{name}: the new segment stays");
             assert_eq!(
                 std::fs::metadata(&old_log).unwrap().len(),
                 valid_len,
-                "{name}: the old segment is cut after its data"
+                "{name}: the old segment is sealed, cut after its data"
             );
+            if end == 35 {
+                expected.push(assigned(&after, 30, 0));
+            }
+            log.set_high_watermark(end);
             assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, name);
-            let next = make_batch(10, 5, 3000, 200);
-            appends_go_on_at_30(log, &dir, &next, expected, name).await;
+            log.close().await.unwrap();
         }
+    });
+}
+
+/// A crash before a rolled segment's seal made its tail durable can leave that segment short
+/// of the next one's base while the next holds batches: offsets would jump, so the segments
+/// after it are dropped (none of their offsets had been acknowledged as durable: that waits
+/// for the seal), and the log goes on from the shortened segment.
+#[test]
+fn a_segment_cut_short_before_its_seal_drops_the_segments_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let (expected, _) = closed_log_of_six_batches(&dir).await;
+        let kept_len: usize = expected[..4].iter().map(Vec::len).sum();
+        let old_log = dir.join(format!("{:020}.log", 0));
+        replace_after(&old_log, kept_len as u64, &[], 64 * 1024);
+        let appended = [
+            assigned(&make_batch(12, 5, 3000, 160), 30, 0),
+            assigned(&make_batch(13, 5, 3000, 170), 35, 0),
+        ]
+        .concat();
+        std::fs::write(dir.join(format!("{:020}.log", 30)), &appended).unwrap();
+        std::fs::write(dir.join(format!("{:020}.index", 30)), []).unwrap();
+        std::fs::write(dir.join(format!("{:020}.timeindex", 30)), []).unwrap();
+
+        let log = open_uncached(&dir, small_config()).await;
+        assert_eq!(log.log_end_offset(), 20);
+        assert_eq!(log.segment_count(), 1);
+        for suffix in ["log", "index", "timeindex"] {
+            let path = dir.join(format!("{:020}.{suffix}", 30));
+            assert!(!path.exists(), "{} removed", path.display());
+        }
+        assert_batches_eq(
+            &read_all(&log, 0, 1 << 20).await,
+            &expected[..4],
+            "after recovery",
+        );
+        let next = make_batch(14, 5, 3000, 200);
+        assert_eq!(append(&log, &next).await.base_offset, 20);
+        log.close().await.unwrap();
+        drop(log);
+        let log = open_uncached(&dir, small_config()).await;
+        assert_batches_eq(
+            &read_all(&log, 0, 1 << 20).await,
+            &[&expected[..4], &[assigned(&next, 20, 0)]].concat(),
+            "after reopen",
+        );
+    });
+}
+
+/// Rolls seal in the background and then record the recovery point: `open` trusts the
+/// segments that end at or below it and recovers the ones after, as Kafka does.
+#[test]
+fn the_recovery_point_decides_which_segments_open_recovers() {
+    use ringlog::storage::checkpoint::PartitionCheckpoint;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let log = open(&dir, small_config()).await;
+        let mut expected = Vec::new();
+        for i in 0..300u64 {
+            let bytes = make_batch(i, 5, 3000, 100 + i as i64);
+            let info = append(&log, &bytes).await;
+            expected.push(assigned(&bytes, info.base_offset, 0));
+        }
+        let bases = log.segment_base_offsets();
+        assert!(bases.len() >= 4, "small segments roll: {bases:?}");
+        log.close().await.unwrap();
+        drop(log);
+        let checkpoint = PartitionCheckpoint::load(&dir).await.unwrap().unwrap();
+        assert_eq!(
+            checkpoint.recovery_point,
+            bases.last().copied(),
+            "every seal finished"
+        );
+
+        // An unsealed segment with its preallocated zeros after the data, and the recovery
+        // point at its base: two segments before the last, where the rule for a checkpoint
+        // without a recovery point (the last two) would have trusted it.
+        let unsealed = bases[bases.len() - 3];
+        let path = dir.join(format!("{unsealed:020}.log"));
+        let sealed_len = std::fs::metadata(&path).unwrap().len();
+        replace_after(&path, sealed_len, &[], 64 * 1024);
+        PartitionCheckpoint {
+            recovery_point: Some(unsealed),
+            ..checkpoint
+        }
+        .store(&dir)
+        .await
+        .unwrap();
+
+        let log = open_uncached(&dir, small_config()).await;
+        assert_eq!(log.segment_base_offsets(), bases);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            sealed_len,
+            "recovered and sealed again"
+        );
+        log.set_high_watermark(log.log_end_offset());
+        assert_batches_eq(&read_all(&log, 0, 64 << 20).await, &expected, "reopened");
+        log.close().await.unwrap();
+        let checkpoint = PartitionCheckpoint::load(&dir).await.unwrap().unwrap();
+        assert_eq!(checkpoint.recovery_point, bases.last().copied());
     });
 }
 

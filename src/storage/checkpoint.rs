@@ -1,6 +1,7 @@
 //! The partition's small state file, `partition.state`: the log start offset (moved by
-//! `delete_records`) and the leader-epoch history (epoch → first offset). Rewritten atomically
-//! and rarely (a new epoch, a delete, a truncation); parsed defensively.
+//! `delete_records`), the leader-epoch history (epoch → first offset) and the recovery point
+//! (below it every segment is sealed). Rewritten atomically and rarely (a new epoch, a delete,
+//! a truncation, a finished seal); parsed defensively.
 
 use std::path::Path;
 
@@ -19,6 +20,11 @@ pub struct PartitionCheckpoint {
     pub log_start_offset: i64,
     /// (leader epoch, first offset written in it), increasing in both.
     pub epochs: Vec<(i32, i64)>,
+    /// Every segment that ends at or below this offset (the next one starts there or before)
+    /// was sealed: data durable, indexes complete. Kafka's recovery point: `open` trusts those
+    /// segments and recovers the ones after. `None` in a file written before it existed, when
+    /// only the last two segments can be unsealed.
+    pub recovery_point: Option<i64>,
 }
 
 impl PartitionCheckpoint {
@@ -26,6 +32,9 @@ impl PartitionCheckpoint {
         let mut text = format!("{HEADER}\nlog_start_offset {}\n", self.log_start_offset);
         for (epoch, start_offset) in &self.epochs {
             text.push_str(&format!("epoch {epoch} {start_offset}\n"));
+        }
+        if let Some(offset) = self.recovery_point {
+            text.push_str(&format!("recovery_point {offset}\n"));
         }
         text.into_bytes()
     }
@@ -60,6 +69,10 @@ impl PartitionCheckpoint {
                     }
                     checkpoint.epochs.push(entry);
                 }
+                ["recovery_point", value] => {
+                    checkpoint.recovery_point =
+                        Some(value.parse().ok().filter(|o| (0..OFFSET_MAX).contains(o))?);
+                }
                 [] => {}
                 _ => return None,
             }
@@ -89,13 +102,23 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let checkpoint = PartitionCheckpoint {
+        let mut checkpoint = PartitionCheckpoint {
             log_start_offset: 17,
             epochs: vec![(0, 0), (3, 100)],
+            recovery_point: None,
         };
         assert_eq!(
             PartitionCheckpoint::decode(&checkpoint.encode()),
+            Some(checkpoint.clone())
+        );
+        checkpoint.recovery_point = Some(4096);
+        assert_eq!(
+            PartitionCheckpoint::decode(&checkpoint.encode()),
             Some(checkpoint)
+        );
+        assert_eq!(
+            PartitionCheckpoint::decode(format!("{HEADER}\nrecovery_point -5\n").as_bytes()),
+            None
         );
         assert_eq!(PartitionCheckpoint::decode(b"nonsense"), None);
         assert_eq!(

@@ -78,6 +78,9 @@ pub struct PartitionLog {
     state: RefCell<LogState>,
     /// Serialises appends, rolls, retention and truncation.
     append_lock: Semaphore,
+    /// Serialises writes of the checkpoint file: a background seal records its recovery point
+    /// without the append lock (a roll holding it may be waiting for that seal).
+    checkpoint_lock: Semaphore,
     /// Signalled when `durable_offset` moves or the log fails.
     durable_changed: Notify,
     cache: Rc<BatchCache>,
@@ -100,6 +103,10 @@ struct LogState {
     high_watermark: i64,
     /// Every offset below this is durable (fdatasync'd).
     durable_offset: i64,
+    /// A rolled segment is being sealed in the background; it ends at this offset.
+    sealing_end: Option<i64>,
+    /// The recovery point as the checkpoint file should say (see `PartitionCheckpoint`).
+    recovery_point: Option<i64>,
     unflushed_messages: u64,
     last_flush_ms: i64,
     epochs: Vec<(i32, i64)>,
@@ -140,32 +147,55 @@ impl PartitionLog {
         }
         let checkpoint = PartitionCheckpoint::load(dir).await?.unwrap_or_default();
 
+        // A roll seals the old segment in the background while the new one fills, so a crash
+        // can leave unsealed segments before the last: every one after the recovery point is
+        // recovered (at most one seal runs at a time).
+        let trusted_count = match checkpoint.recovery_point {
+            Some(point) => bases.windows(2).take_while(|pair| pair[1] <= point).count(),
+            None => bases.len().saturating_sub(2),
+        };
         let mut segments = BTreeMap::new();
         let mut report = OpenReport::default();
-        // The last segment is recovered first. An empty one after another segment holds
-        // nothing, and may follow a segment whose seal a crash interrupted (a roll creates
-        // the next segment while sealing): it is dropped and the one before is recovered as
-        // the active segment instead.
-        while let Some(&base) = bases.last() {
+        for pair in bases.windows(2).take(trusted_count) {
+            let segment = Segment::open_sealed(dir, pair[0], pair[1], &config).await?;
+            segments.insert(pair[0], segment);
+        }
+        for (index, &base) in bases.iter().enumerate().skip(trusted_count) {
             let (segment, recovery) = Segment::open_active(dir, base, &config).await?;
             if let Some(reason) = &recovery.invalid_reason {
                 tracing::warn!(dir = %dir.display(), base_offset = base, truncated_bytes = recovery.truncated_bytes,
                     "recovery cut the log at a torn or corrupt batch {reason}");
             }
-            if segment.is_empty() && bases.len() > 1 {
-                segment.delete().await?;
-                bases.pop();
-                tracing::info!(dir = %dir.display(), base_offset = base,
-                    "dropped an empty last segment; recovering the one before it");
+            report.recovery.absorb(recovery);
+            let end = segment.next_offset();
+            segments.insert(base, Rc::clone(&segment));
+            let Some(&next_base) = bases.get(index + 1) else {
+                break;
+            };
+            if end == next_base {
+                // Whole: only its seal was cut short.
+                segment.seal().await?;
                 continue;
             }
-            report.recovery = recovery;
-            segments.insert(base, segment);
+            if end > next_base {
+                return Err(StorageError::LogFailed(format!(
+                    "segment {base} of {} runs to offset {end}, past the next segment's base \
+                     {next_base}",
+                    dir.display()
+                )));
+            }
+            // The segment lost its unsynced tail, so the offsets up to the next segment are
+            // gone: the segments after it would follow a gap. None of their offsets was
+            // durable (that waits for this seal); Kafka drops them too.
+            let dropped = &bases[index + 1..];
+            tracing::warn!(dir = %dir.display(), base_offset = base, end_offset = end, next_base,
+                dropped_segments = dropped.len(),
+                "a crash cut a segment short before its seal; dropping the segments after it");
+            for &later in dropped {
+                Segment::remove_files(dir, later).await?;
+            }
+            file::sync_dir(dir).await?;
             break;
-        }
-        for pair in bases.windows(2) {
-            let segment = Segment::open_sealed(dir, pair[0], pair[1], &config).await?;
-            segments.insert(pair[0], segment);
         }
         if segments.is_empty() {
             let base = checkpoint.log_start_offset.max(0);
@@ -193,6 +223,9 @@ impl PartitionLog {
                 epochs.push((*epoch, *start));
             }
         }
+        let last_base = *segments.keys().next_back().expect("one");
+        // Only a log of several segments has any to trust.
+        let recovery_point = (segments.len() > 1).then_some(last_base);
         let log = Rc::new(PartitionLog {
             dir: dir.to_path_buf(),
             uid: cache.register_log(),
@@ -206,6 +239,8 @@ impl PartitionLog {
                 high_watermark: log_end_offset,
                 // Recovery synced what it kept.
                 durable_offset: log_end_offset,
+                sealing_end: None,
+                recovery_point,
                 unflushed_messages: 0,
                 last_flush_ms: now_ms(),
                 epochs,
@@ -218,11 +253,15 @@ impl PartitionLog {
                 failed_commit: None,
             }),
             append_lock: Semaphore::new(1),
+            checkpoint_lock: Semaphore::new(1),
             durable_changed: Notify::default(),
             cache,
             space,
             write_behind_scheduled: Cell::new(false),
         });
+        if recovery_point.is_some() && recovery_point != checkpoint.recovery_point {
+            log.store_checkpoint().await?;
+        }
         Ok((log, report))
     }
 
@@ -497,7 +536,7 @@ impl PartitionLog {
     /// Remembers the first offset of a new leader epoch, durably, before anything is written
     /// in it.
     async fn record_epoch(&self, leader_epoch: i32) -> Result<()> {
-        let checkpoint = {
+        {
             let mut state = self.state.borrow_mut();
             if state
                 .epochs
@@ -511,27 +550,43 @@ impl PartitionLog {
             if state.epochs.len() > EPOCHS_MAX {
                 state.epochs.remove(0);
             }
-            self.checkpoint_locked(&state)
+        }
+        self.store_checkpoint().await
+    }
+
+    /// Writes the checkpoint file from the state as it is when the write starts: of two
+    /// writers, the later one's file holds both changes.
+    async fn store_checkpoint(&self) -> Result<()> {
+        let _permit = self
+            .checkpoint_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::LogFailed("checkpoint lock closed".into()))?;
+        let checkpoint = {
+            let state = self.state.borrow();
+            PartitionCheckpoint {
+                log_start_offset: state.log_start_offset,
+                epochs: state.epochs.clone(),
+                recovery_point: state.recovery_point,
+            }
         };
         checkpoint.store(&self.dir).await
     }
 
-    fn checkpoint_locked(&self, state: &LogState) -> PartitionCheckpoint {
-        PartitionCheckpoint {
-            log_start_offset: state.log_start_offset,
-            epochs: state.epochs.clone(),
-        }
-    }
-
-    /// Seals the active segment and starts a new one at the log end offset. Holds the lock.
-    /// With `for_append` an append waits for the new segment: its first preallocation step
-    /// is reserved now.
+    /// Starts a new segment at the log end offset and seals the active one in the background
+    /// (data durable, index files finished, log cut to size), as Kafka flushes a rolled
+    /// segment asynchronously: appends go on in the new segment meanwhile, and offsets past
+    /// the old one become durable only once its seal has. Holds the lock. With `for_append`
+    /// an append waits for the new segment: its first preallocation step is reserved now.
     ///
-    /// The new segment's files are created (and reserved) while the old one seals: the two
-    /// wait on different files, and every append waits for the roll. A crash meanwhile can
-    /// leave an empty new segment after an unsealed one; `open` drops such an empty last
-    /// segment and recovers the one before it.
-    async fn roll_locked(&self, config: &LogConfig, for_append: bool) -> Result<Rc<Segment>> {
+    /// At most one seal runs: a roll first waits for the previous one. The recovery point
+    /// moves past a segment once its seal is done, so a crash meanwhile has `open` recover it.
+    async fn roll_locked(
+        self: &Rc<Self>,
+        config: &LogConfig,
+        for_append: bool,
+    ) -> Result<Rc<Segment>> {
+        self.wait_seal_finished().await?;
         let active = self.active_segment();
         let base_offset = self.log_end_offset();
         let reservation = if for_append {
@@ -541,40 +596,86 @@ impl PartitionLog {
         } else {
             Reservation::Nothing
         };
-        let segment = if active.is_sealed() {
-            Segment::create(&self.dir, base_offset, config, reservation).await?
-        } else {
+        if !active.is_sealed() {
             if active.is_empty() {
                 return Ok(active);
             }
-            let (sealed, created) = futures_util::future::join(
-                active.seal(),
-                Segment::create(&self.dir, base_offset, config, reservation),
-            )
-            .await;
-            if let Err(error) = sealed {
-                self.fail(&error);
-                if let Ok(segment) = created {
-                    if let Err(error) = segment.delete().await {
-                        tracing::warn!(dir = %self.dir.display(), base_offset, %error,
-                            "could not remove the segment created beside a failed seal; the next open drops it");
-                    }
-                }
+            self.start_seal(Rc::clone(&active), base_offset);
+        }
+        let segment = match Segment::create(&self.dir, base_offset, config, reservation).await {
+            Ok(segment) => segment,
+            Err(error) => {
+                // The old segment stays the active one: once sealed, the next append rolls
+                // again instead of appending to it.
+                let _ = self.wait_seal_finished().await;
                 return Err(error);
             }
-            created?
         };
         self.segments
             .borrow_mut()
             .insert(base_offset, Rc::clone(&segment));
-        {
-            let mut state = self.state.borrow_mut();
-            // Sealing synced everything before the new segment.
-            state.durable_offset = state.durable_offset.max(base_offset);
-        }
-        self.durable_changed.notify_all();
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(segment)
+    }
+
+    /// Seals `segment`, which ends at `end_offset`, in a task of its own. A failed seal fails
+    /// the log, even for lack of space: the segment's data may not be durable, and offsets
+    /// after it must never be reported durable.
+    fn start_seal(self: &Rc<Self>, segment: Rc<Segment>, end_offset: i64) {
+        self.state.borrow_mut().sealing_end = Some(end_offset);
+        let log = Rc::clone(self);
+        glommio::spawn_local(async move {
+            match segment.seal().await {
+                Ok(()) => {
+                    {
+                        let mut state = log.state.borrow_mut();
+                        state.durable_offset = state.durable_offset.max(end_offset);
+                        state.recovery_point = Some(end_offset);
+                    }
+                    log.durable_changed.notify_all();
+                    if let Err(error) = log.store_checkpoint().await {
+                        tracing::warn!(dir = %log.dir.display(), %error,
+                            "could not record the recovery point; the next open recovers the sealed segment again");
+                    }
+                }
+                Err(error) => {
+                    let mut state = log.state.borrow_mut();
+                    if state.failure.is_none() {
+                        tracing::error!(dir = %log.dir.display(), %error,
+                            "sealing a rolled segment failed; writes refused until the log is reopened");
+                        state.failure = Some(format!("sealing segment {}: {error}", segment.base_offset()));
+                    }
+                }
+            }
+            log.state.borrow_mut().sealing_end = None;
+            log.durable_changed.notify_all();
+        })
+        .detach();
+    }
+
+    /// Waits until no seal runs (its recovery point recorded too), then fails if the log has.
+    async fn wait_seal_finished(&self) -> Result<()> {
+        self.durable_changed
+            .wait_for(|| self.state.borrow().sealing_end.is_none().then_some(()))
+            .await;
+        self.check_failed()
+    }
+
+    /// Waits until the segment being sealed, if any, is durable: what lies after it is only
+    /// durable once it is.
+    async fn wait_sealed_data_durable(&self) -> Result<()> {
+        self.durable_changed
+            .wait_for(|| {
+                let state = self.state.borrow();
+                if let Some(reason) = &state.failure {
+                    return Some(Err(StorageError::LogFailed(reason.clone())));
+                }
+                state
+                    .sealing_end
+                    .is_none_or(|end| state.durable_offset >= end)
+                    .then_some(Ok(()))
+            })
+            .await
     }
 
     /// Waits until every offset below `offset_exclusive` is durable, sharing one fdatasync
@@ -642,7 +743,10 @@ impl PartitionLog {
                 state.failed_commit = None;
                 (state.log_end_offset, self.active_segment())
             };
-            let result = segment.sync().await;
+            let result = match segment.sync().await {
+                Ok(fdatasync) => self.wait_sealed_data_durable().await.map(|()| fdatasync),
+                Err(error) => Err(error),
+            };
             match result {
                 Ok(fdatasync) => {
                     let mut state = self.state.borrow_mut();
@@ -837,6 +941,8 @@ impl PartitionLog {
     pub async fn enforce_retention(self: &Rc<Self>, now_ms: i64) -> Result<usize> {
         let config = self.config();
         let _permit = self.lock().await?;
+        // Only sealed segments are deleted: not the one being sealed.
+        self.wait_seal_finished().await?;
         let (high_watermark, log_start_offset) = {
             let state = self.state.borrow();
             (state.high_watermark, state.log_start_offset)
@@ -850,6 +956,7 @@ impl PartitionLog {
         let active = self.active_segment();
         if !active.is_empty() && expired(&active) && active.next_offset() <= high_watermark {
             self.roll_locked(&config, false).await?;
+            self.wait_seal_finished().await?;
         }
         let mut total_size_bytes = self.size_bytes();
         let mut doomed = Vec::new();
@@ -909,7 +1016,9 @@ impl PartitionLog {
             self.wait_durable(offset).await?;
         }
         let _permit = self.lock().await?;
-        let checkpoint = {
+        // The segments deleted below may include the one being sealed.
+        self.wait_seal_finished().await?;
+        {
             let mut state = self.state.borrow_mut();
             if offset > state.high_watermark || offset < 0 {
                 return Err(StorageError::OffsetOutOfRange {
@@ -922,9 +1031,8 @@ impl PartitionLog {
                 return Ok(state.log_start_offset);
             }
             state.log_start_offset = offset;
-            self.checkpoint_locked(&state)
-        };
-        checkpoint.store(&self.dir).await?;
+        }
+        self.store_checkpoint().await?;
         let doomed: Vec<Rc<Segment>> = {
             let segments = self.segments.borrow();
             let sealed_count = segments.len() - 1;
@@ -948,7 +1056,9 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(self.log_end_offset());
         }
-        // Let running group commits finish: they may be waiting on bytes about to be cut.
+        // Let running group commits and a seal finish: they may be waiting on bytes about to
+        // be cut.
+        self.wait_seal_finished().await?;
         self.wait_syncs_finished().await;
         let config = self.config();
         let first_base = *self.segments.borrow().keys().next().expect("one segment");
@@ -981,8 +1091,12 @@ impl PartitionLog {
                 }
             }
         };
-        let checkpoint = {
+        let last_base = self.active_segment().base_offset();
+        {
             let mut state = self.state.borrow_mut();
+            // The last segment takes appends again: it is no longer sealed, so the recovery
+            // point must not cover it once a roll puts another segment after it.
+            state.recovery_point = state.recovery_point.map(|point| point.min(last_base));
             state.log_end_offset = new_end;
             state.log_start_offset = state.log_start_offset.min(new_end);
             if self.segments.borrow().len() == 1 && offset <= first_base {
@@ -993,10 +1107,9 @@ impl PartitionLog {
             state.flush_requested_offset = state.flush_requested_offset.min(new_end);
             state.sync_started_offset = state.sync_started_offset.min(new_end);
             state.epochs.retain(|(_, start)| *start < new_end);
-            self.checkpoint_locked(&state)
-        };
+        }
         self.cache.invalidate_from(self.uid, new_end);
-        checkpoint.store(&self.dir).await?;
+        self.store_checkpoint().await?;
         Ok(new_end)
     }
 
@@ -1005,6 +1118,7 @@ impl PartitionLog {
     pub async fn close(self: &Rc<Self>) -> Result<()> {
         let _permit = self.lock().await?;
         self.flush().await?;
+        self.wait_seal_finished().await?;
         self.wait_syncs_finished().await;
         let active = self.active_segment();
         active.sync().await?;
