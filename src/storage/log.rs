@@ -5,7 +5,8 @@
 //! segments by age, applies retention, flushes by `flush.ms` and writes idle tails.
 //!
 //! Owned by one shard. Appends, rolls, retention and truncation are serialised by one async
-//! lock; reads and durability waits run beside them. No `RefCell` borrow crosses an `.await`.
+//! lock; reads, durability waits and the background seal of a rolled segment run beside them.
+//! No `RefCell` borrow crosses an `.await`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
