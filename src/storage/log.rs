@@ -392,7 +392,7 @@ impl PartitionLog {
         mut record_set: BytesMut,
         leader_epoch: i32,
     ) -> Result<AppendInfo> {
-        if let Err(error) = self.space.refresh(space::REFRESH_INTERVAL).await {
+        if let Err(error) = self.space.refresh_for_write(space::REFRESH_INTERVAL).await {
             tracing::warn!(%error, "free-space check failed; using the last reading");
         }
         self.space.check_writable()?;

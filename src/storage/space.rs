@@ -81,6 +81,27 @@ impl SpaceGuard {
         Ok(())
     }
 
+    /// `refresh` for a write: once a first reading exists, a stale one is re-read in a task of
+    /// its own and the write goes on with the last one. The reading runs on the executor's
+    /// blocking thread, which a retention delete (tens of ms on a disk mounted with `discard`)
+    /// or a directory sync can hold; a write must not queue behind those.
+    pub async fn refresh_for_write(self: &Rc<Self>, max_age: Duration) -> Result<()> {
+        let Some(refreshed_at) = self.refreshed_at.get() else {
+            return self.refresh(max_age).await;
+        };
+        if refreshed_at.elapsed() < max_age || self.refreshing.get() {
+            return Ok(());
+        }
+        let guard = Rc::clone(self);
+        glommio::spawn_local(async move {
+            if let Err(error) = guard.refresh(max_age).await {
+                tracing::warn!(%error, "free-space check failed; using the last reading");
+            }
+        })
+        .detach();
+        Ok(())
+    }
+
     pub fn check_writable(&self) -> Result<()> {
         let free_bytes = self.free_bytes();
         if free_bytes < self.threshold_bytes {
@@ -90,5 +111,46 @@ impl SpaceGuard {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_reads_free_space_first_and_then_never_waits_for_a_fresh_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        crate::runtime::run_on_executor("space-test", move || async move {
+            let guard = Rc::new(SpaceGuard::for_dir(&path, 0));
+            guard.refresh_for_write(Duration::ZERO).await.unwrap();
+            let first = guard
+                .refreshed_at
+                .get()
+                .expect("the first write waits for a reading");
+            assert!(guard.free_bytes() < u64::MAX);
+
+            // A stale reading is re-read beside the write, not before it goes on.
+            guard.refresh_for_write(Duration::ZERO).await.unwrap();
+            assert_eq!(guard.refreshed_at.get(), Some(first));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while guard.refreshed_at.get() == Some(first) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the background reading never came"
+                );
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            // A fresh one is not re-read at all.
+            let second = guard.refreshed_at.get();
+            guard
+                .refresh_for_write(Duration::from_secs(60))
+                .await
+                .unwrap();
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            assert_eq!(guard.refreshed_at.get(), second);
+        })
+        .unwrap();
     }
 }
