@@ -25,7 +25,7 @@ use super::error::{Result, StorageError};
 use super::file;
 use super::notify::Notify;
 use super::now_ms;
-use super::segment::{self, RecoveryReport, Reservation, Segment};
+use super::segment::{self, CrcCheck, RecoveryReport, Reservation, Segment};
 use super::space::{self, SpaceGuard};
 
 /// What an append did.
@@ -468,8 +468,13 @@ impl PartitionLog {
             }
         }
         let record_set = record_set.freeze();
+        let crc_check = if config.log_append_time {
+            CrcCheck::AlreadyDone
+        } else {
+            CrcCheck::DuringCopy
+        };
         if let Err(error) = active
-            .append(&record_set, &infos, base_offset, &config, now)
+            .append(&record_set, &infos, base_offset, crc_check, &config, now)
             .await
         {
             self.fail(&error);

@@ -113,6 +113,15 @@ impl RecoveryReport {
     }
 }
 
+/// Whether `Segment::append` checks the record set's CRCs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrcCheck {
+    /// While copying the bytes to the file: one pass over them for both.
+    DuringCopy,
+    /// The caller checked them (a `LogAppendTime` log must, before it re-signs the batches).
+    AlreadyDone,
+}
+
 /// What a new segment reserves of its log file when it is created.
 #[derive(Debug, Clone, Copy)]
 pub enum Reservation {
@@ -551,20 +560,26 @@ impl Segment {
     }
 
     /// Appends a record set whose offsets are already assigned, starting at `base_offset`;
-    /// `infos` are its batches as `batch::validate_record_set_headers` found them. Their
-    /// CRCs are checked while the bytes are copied to the file: a mismatch refuses the whole
-    /// record set with `CorruptBatch` and changes nothing.
+    /// `infos` are its batches as `batch::validate_record_set_headers` found them. With
+    /// `CrcCheck::DuringCopy` their CRCs are checked while the bytes are copied to the file: a
+    /// mismatch refuses the whole record set with `CorruptBatch` and changes nothing.
     pub async fn append(
         &self,
         bytes: &Bytes,
         infos: &[batch::BatchInfo],
         base_offset: i64,
+        crc_check: CrcCheck,
         config: &LogConfig,
         now_ms: i64,
     ) -> Result<()> {
         let appender = self.appender()?;
-        let mut check = batch::RecordSetCrc::new(infos);
-        let mut position = appender.append_checked(bytes, &mut check).await?;
+        let mut position = match crc_check {
+            CrcCheck::DuringCopy => {
+                let mut check = batch::RecordSetCrc::new(infos);
+                appender.append_checked(bytes, &mut check).await?
+            }
+            CrcCheck::AlreadyDone => appender.append(bytes).await?,
+        };
         debug_assert_eq!(position, self.size_bytes());
         self.state
             .borrow_mut()
