@@ -109,6 +109,7 @@ impl LogConfig {
             inflight_bytes_max: self.write_inflight_bytes_max as usize,
             preallocate_step_bytes: self.preallocate_bytes.min(self.segment_bytes.max(MIB)),
             preallocate_limit_bytes: self.segment_bytes,
+            zero_ahead: true,
         }
     }
 
@@ -121,6 +122,8 @@ impl LogConfig {
             inflight_bytes_max: 64 * KIB as usize,
             preallocate_step_bytes: (entries_max * entry_size_bytes as u64).clamp(4 * KIB, 4 * MIB),
             preallocate_limit_bytes: align_up(entries_max * entry_size_bytes as u64),
+            // Index files are synced rarely (seals), not per durable append.
+            zero_ahead: false,
         }
     }
 
