@@ -277,6 +277,30 @@ fn metrics_count_the_traffic_sent_and_pass_promtool() {
     promtool_check_metrics(&text);
 }
 
+/// Producers waiting on each small batch (`acks=all`) make their segment zero its reserved
+/// blocks ahead, and the counter shows those extra writes.
+#[test]
+fn small_durable_produces_start_zero_ahead_and_the_counter_shows_it() {
+    let broker = Broker::start();
+    let mut client = broker.client();
+    create_topic(&mut client, TOPIC, 1);
+    let zeroed =
+        |samples: &[Sample]| metric_sum(samples, "ringlog_storage_zero_ahead_bytes_total", &[]);
+    let (_, before) = scrape(&broker);
+    assert_eq!(zeroed(&before), 0.0);
+    // The appender starts after 8 syncs in a row that each made little durable.
+    for _ in 0..12 {
+        let (code, _) = produce_batch(&mut client, TOPIC, 0, 3, -1);
+        assert_eq!(code, 0);
+    }
+    let samples = scrape_until(&broker, "zero-ahead bytes", |samples| zeroed(samples) > 0.0);
+    assert_eq!(
+        zeroed(&samples) % (1024.0 * 1024.0),
+        0.0,
+        "whole 1 MiB steps"
+    );
+}
+
 /// What `/v1/ready` answered, in order, and whether `/v1/health` was 200 every time.
 struct ReadyLog {
     statuses: Vec<u16>,

@@ -41,7 +41,7 @@ use labels::*;
 pub use readiness::{readiness, Pending, Readiness};
 pub use shard_local::{
     bind_shard, connection_closed, connection_opened, mesh_call_done, mesh_sent, record_runtime,
-    timed_io, topic_fetched, topic_produced, IoOp, MeshOutcome, RuntimeDelta,
+    timed_io, topic_fetched, topic_produced, zero_ahead_written, IoOp, MeshOutcome, RuntimeDelta,
 };
 
 /// The content type of `/metrics` (Prometheus text format 0.0.4).
@@ -79,6 +79,7 @@ pub(crate) struct Families {
     pub shard_busy_seconds: Family<ShardLabels, Counter<f64, AtomicU64>>,
     pub shard_tasks: Family<ShardLabels, Counter>,
     pub mesh_messages_sent: Family<ShardLabels, Counter>,
+    pub zero_ahead_bytes: Family<ShardLabels, Counter>,
     pub mesh_call_duration: Family<ShardLabels, LatencyHistogram>,
     pub mesh_failures: Family<ShardReasonLabels, Counter>,
     pub consumer_groups: Family<ShardLabels, Gauge>,
@@ -138,6 +139,7 @@ fn build() -> Metrics {
         shard_busy_seconds: Family::default(),
         shard_tasks: Family::default(),
         mesh_messages_sent: Family::default(),
+        zero_ahead_bytes: Family::default(),
         mesh_call_duration: Family::default(),
         mesh_failures: Family::default(),
         consumer_groups: Family::default(),
@@ -230,6 +232,13 @@ fn build() -> Metrics {
         "Records sent to consumers, by topic (whole batches, as Kafka counts them)",
         None,
         &f.topic_fetched_records,
+    );
+    add(
+        r,
+        "storage_zero_ahead_bytes",
+        "Bytes of reserved log blocks written with zeros ahead of segments taking small syncs",
+        None,
+        &f.zero_ahead_bytes,
     );
     add(
         r,

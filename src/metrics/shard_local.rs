@@ -54,6 +54,7 @@ pub(super) struct ShardHandles {
     busy_seconds: Counter<f64, AtomicU64>,
     tasks: Counter,
     mesh_sent: Counter,
+    zero_ahead_bytes: Counter,
     mesh_call: LatencyHistogram,
     mesh_timeouts: Counter,
     mesh_gone: Counter,
@@ -85,6 +86,7 @@ impl ShardHandles {
             busy_seconds: f.shard_busy_seconds.get_or_create_owned(&s),
             tasks: f.shard_tasks.get_or_create_owned(&s),
             mesh_sent: f.mesh_messages_sent.get_or_create_owned(&s),
+            zero_ahead_bytes: f.zero_ahead_bytes.get_or_create_owned(&s),
             mesh_call: f.mesh_call_duration.get_or_create_owned(&s),
             mesh_timeouts: f.mesh_failures.get_or_create_owned(&reason("timeout")),
             mesh_gone: f.mesh_failures.get_or_create_owned(&reason("shard_gone")),
@@ -253,6 +255,10 @@ pub async fn timed_io<F: Future>(op: IoOp, io: F) -> F::Output {
 
 pub fn mesh_sent() {
     with_handles(|h| h.mesh_sent.inc());
+}
+
+pub fn zero_ahead_written(size_bytes: u64) {
+    with_handles(|h| h.zero_ahead_bytes.inc_by(size_bytes));
 }
 
 /// How a cross-shard call ended.

@@ -948,7 +948,10 @@ impl Appender {
                 let mut state = appender.state.borrow_mut();
                 state.zeroing = None;
                 match &result {
-                    Ok(()) => state.zeroed_position = state.zeroed_position.max(to),
+                    Ok(()) => {
+                        state.zeroed_position = state.zeroed_position.max(to);
+                        crate::metrics::zero_ahead_written(to - from);
+                    }
                     Err(error) => {
                         tracing::debug!(path = %appender.file.path().display(), %error,
                             "zero-ahead write failed; appends go on into unwritten blocks");
