@@ -4,7 +4,7 @@
 //! value version 3. A record without a value is a tombstone. Everything read back is
 //! validated; a malformed record is an error, never a panic.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 
 use crate::partition::TopicPartition;
 use crate::storage::batch;
@@ -242,28 +242,10 @@ fn decode_group_value(mut buf: Bytes) -> Result<GroupValue> {
 /// One uncompressed v2 record batch holding `records`, ready for `Partition::produce`.
 pub fn build_record_batch(records: &[GroupRecord], timestamp_ms: i64) -> Bytes {
     assert!(!records.is_empty(), "a batch holds at least one record");
-    let mut payload = BytesMut::new();
-    let mut record = Vec::new();
+    let mut payload = Vec::new();
     for (index, entry) in records.iter().enumerate() {
         let (key, value) = entry.encode();
-        record.clear();
-        record.put_i8(0); // attributes
-        put_varint(&mut record, 0); // timestamp delta
-        put_varint(&mut record, index as i64); // offset delta
-        put_varint(&mut record, key.len() as i64);
-        record.extend_from_slice(&key);
-        match &value {
-            Some(value) => {
-                put_varint(&mut record, value.len() as i64);
-                record.extend_from_slice(value);
-            }
-            None => put_varint(&mut record, -1),
-        }
-        put_varint(&mut record, 0); // headers
-        let mut length = Vec::new();
-        put_varint(&mut length, record.len() as i64);
-        payload.extend_from_slice(&length);
-        payload.extend_from_slice(&record);
+        batch::put_record(&mut payload, 0, index as i64, Some(&key), value.as_deref());
     }
     Bytes::from(batch::build_batch(
         timestamp_ms,
@@ -315,15 +297,6 @@ fn put_nullable_string(buf: &mut Vec<u8>, text: Option<&str>) {
 fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.put_i32(bytes.len() as i32);
     buf.extend_from_slice(bytes);
-}
-
-fn put_varint(buf: &mut Vec<u8>, value: i64) {
-    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-    while zigzag >= 0x80 {
-        buf.push((zigzag as u8) | 0x80);
-        zigzag >>= 7;
-    }
-    buf.push(zigzag as u8);
 }
 
 fn need(buf: &Bytes, bytes: usize) -> Result<()> {

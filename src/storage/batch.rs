@@ -456,6 +456,43 @@ fn walk_records<T>(
     Some(None)
 }
 
+/// Appends a zigzag varint (as v2 records encode lengths and deltas) to `out`; `read_varlong`
+/// reads it back.
+fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    while zigzag >= 0x80 {
+        out.push((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    out.push(zigzag as u8);
+}
+
+/// Appends one v2 record to `out`, length prefix first: attributes 0, the timestamp and offset
+/// deltas, the key and value (`None` is null), no headers. `build_batch` wraps such records.
+pub fn put_record(
+    out: &mut Vec<u8>,
+    timestamp_delta: i64,
+    offset_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
+    let mut body = vec![0u8]; // attributes
+    put_varlong(&mut body, timestamp_delta);
+    put_varlong(&mut body, offset_delta);
+    for field in [key, value] {
+        match field {
+            Some(bytes) => {
+                put_varlong(&mut body, bytes.len() as i64);
+                body.extend_from_slice(bytes);
+            }
+            None => put_varlong(&mut body, -1),
+        }
+    }
+    put_varlong(&mut body, 0); // headers
+    put_varlong(out, body.len() as i64);
+    out.extend_from_slice(&body);
+}
+
 /// Builds a valid v2 batch around `records_count` opaque records of `payload`, for tests and
 /// benchmarks that need well-formed batches without a Kafka client.
 pub fn build_batch(
@@ -493,29 +530,9 @@ pub fn build_batch(
 /// timestamp relative to `base_timestamp_ms`), with a null key and a one-byte value: for tests
 /// that need records a consumer or the record walk can read.
 pub fn build_batch_of_records(base_timestamp_ms: i64, timestamp_deltas: &[i64]) -> Vec<u8> {
-    fn zigzag(value: i64, out: &mut Vec<u8>) {
-        let mut v = ((value << 1) ^ (value >> 63)) as u64;
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
     let mut records = Vec::new();
     for (i, delta) in timestamp_deltas.iter().enumerate() {
-        let mut body = vec![0u8];
-        zigzag(*delta, &mut body);
-        zigzag(i as i64, &mut body);
-        zigzag(-1, &mut body); // null key
-        zigzag(1, &mut body);
-        body.push(b'v');
-        zigzag(0, &mut body); // no headers
-        zigzag(body.len() as i64, &mut records);
-        records.extend_from_slice(&body);
+        put_record(&mut records, *delta, i as i64, None, Some(b"v"));
     }
     let records_count = i32::try_from(timestamp_deltas.len()).expect("a test-sized batch");
     let mut bytes = build_batch(base_timestamp_ms, records_count, &records, None);
