@@ -222,6 +222,13 @@ struct SyncPoint {
     plain_write_count: u64,
 }
 
+impl State {
+    /// Logical end: the position the next append lands at.
+    fn end_position(&self) -> u64 {
+        self.buffer_position + self.buffer_fill as u64
+    }
+}
+
 struct InflightWrite {
     id: u64,
     end_position: u64,
@@ -312,8 +319,7 @@ impl Appender {
 
     /// Logical end: the position the next append lands at.
     pub fn end_position(&self) -> u64 {
-        let state = self.state.borrow();
-        state.buffer_position + state.buffer_fill as u64
+        self.state.borrow().end_position()
     }
 
     pub fn written_position(&self) -> u64 {
@@ -679,7 +685,7 @@ impl Appender {
         let dsync_open = self.dsync_file.borrow().is_some();
         let (copy, position, end_position, dsync) = {
             let mut state = self.state.borrow_mut();
-            let end_position = state.buffer_position + state.buffer_fill as u64;
+            let end_position = state.end_position();
             let clean = state.plain_write_count == state.plain_writes_synced;
             if state.buffer_fill == state.tail_written_fill {
                 return Ok(SyncPoint {
@@ -832,7 +838,7 @@ impl Appender {
             let mut state = self.state.borrow_mut();
             state.full_writes_last_sync_interval =
                 std::mem::take(&mut state.full_writes_since_sync);
-            let end = state.buffer_position + state.buffer_fill as u64;
+            let end = state.end_position();
             let made_durable = end.saturating_sub(state.last_sync_position);
             if made_durable >= ZERO_AHEAD_SYNC_BYTES_MAX {
                 state.small_sync_streak = 0;
@@ -917,7 +923,7 @@ impl Appender {
             {
                 return;
             }
-            let end = state.buffer_position + state.buffer_fill as u64;
+            let end = state.end_position();
             let frontier = state.buffer_position + state.buffer.len() as u64;
             let from = state.zeroed_position.max(frontier);
             let to = from + ZERO_STEP_BYTES as u64;
