@@ -61,17 +61,20 @@ impl SpaceGuard {
         }
     }
 
+    /// The last reading is younger than `max_age`.
+    fn is_fresh(&self, max_age: Duration) -> bool {
+        self.refreshed_at
+            .get()
+            .is_some_and(|at| at.elapsed() < max_age)
+    }
+
     /// Re-reads free space (statvfs, off the shard thread) if the last reading is older than
     /// `max_age`. Concurrent callers share one reading.
     pub async fn refresh(&self, max_age: Duration) -> Result<()> {
         let FreeSpaceSource::Filesystem(dir) = &self.source else {
             return Ok(());
         };
-        let fresh = self
-            .refreshed_at
-            .get()
-            .is_some_and(|at| at.elapsed() < max_age);
-        if fresh || self.refreshing.replace(true) {
+        if self.is_fresh(max_age) || self.refreshing.replace(true) {
             return Ok(());
         }
         let reading = file::free_space_bytes(dir).await;
@@ -86,10 +89,10 @@ impl SpaceGuard {
     /// blocking thread, which a retention delete (tens of ms on a disk mounted with `discard`)
     /// or a directory sync can hold; a write must not queue behind those.
     pub async fn refresh_for_write(self: &Rc<Self>, max_age: Duration) -> Result<()> {
-        let Some(refreshed_at) = self.refreshed_at.get() else {
+        if self.refreshed_at.get().is_none() {
             return self.refresh(max_age).await;
-        };
-        if refreshed_at.elapsed() < max_age || self.refreshing.get() {
+        }
+        if self.is_fresh(max_age) || self.refreshing.get() {
             return Ok(());
         }
         let guard = Rc::clone(self);
