@@ -356,13 +356,19 @@ impl PartitionLog {
 
     fn fail(&self, error: &StorageError) {
         if error.is_storage_failure() && !error.is_disk_full() {
-            let mut state = self.state.borrow_mut();
-            if state.failure.is_none() {
-                tracing::error!(dir = %self.dir.display(), %error, "partition log failed; writes refused until it is reopened");
-                state.failure = Some(error.to_string());
-            }
+            self.record_failure(error.to_string());
         }
         self.durable_changed.notify_all();
+    }
+
+    /// Fails the log for `reason` unless it has failed already: writes are refused and
+    /// durability waiters get the reason, until the log is reopened.
+    fn record_failure(&self, reason: String) {
+        let mut state = self.state.borrow_mut();
+        if state.failure.is_none() {
+            tracing::error!(dir = %self.dir.display(), %reason, "partition log failed; writes refused until it is reopened");
+            state.failure = Some(reason);
+        }
     }
 
     fn active_segment(&self) -> Rc<Segment> {
@@ -645,12 +651,7 @@ impl PartitionLog {
                     }
                 }
                 Err(error) => {
-                    let mut state = log.state.borrow_mut();
-                    if state.failure.is_none() {
-                        tracing::error!(dir = %log.dir.display(), %error,
-                            "sealing a rolled segment failed; writes refused until the log is reopened");
-                        state.failure = Some(format!("sealing segment {}: {error}", segment.base_offset()));
-                    }
+                    log.record_failure(format!("sealing segment {}: {error}", segment.base_offset()))
                 }
             }
             log.state.borrow_mut().sealing_end = None;
