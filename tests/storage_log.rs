@@ -76,9 +76,7 @@ fn reopen_restores_offsets_data_and_indexes() {
         {
             let log = open(&dir, small_config()).await;
             for i in 0..200u64 {
-                let bytes = make_batch(i, 3, 2000, 5_000 + i as i64);
-                let info = append(&log, &bytes).await;
-                expected.push(assigned(&bytes, info.base_offset, 0));
+                expected.push(append_stored(&log, &make_batch(i, 3, 2000, 5_000 + i as i64)).await);
             }
             log.close().await.unwrap();
         }
@@ -128,9 +126,7 @@ async fn closed_log_of_six_batches(dir: &std::path::Path) -> (Vec<Vec<u8>>, u64)
     let log = open(dir, small_config()).await;
     let mut expected = Vec::new();
     for i in 0..6u64 {
-        let bytes = make_batch(i, 5, 3000, 100 + i as i64);
-        let info = append(&log, &bytes).await;
-        expected.push(assigned(&bytes, info.base_offset, 0));
+        expected.push(append_stored(&log, &make_batch(i, 5, 3000, 100 + i as i64)).await);
     }
     log.close().await.unwrap();
     (expected, log.size_bytes())
@@ -224,9 +220,8 @@ fn missing_or_damaged_indexes_are_rebuilt_from_the_log() {
         {
             let log = open(&dir, small_config()).await;
             for i in 0..600u64 {
-                let bytes = make_batch(i, 2, 1500, 10_000 + i as i64);
-                let info = append(&log, &bytes).await;
-                expected.push(assigned(&bytes, info.base_offset, 0));
+                expected
+                    .push(append_stored(&log, &make_batch(i, 2, 1500, 10_000 + i as i64)).await);
             }
             log.close().await.unwrap();
         }
@@ -414,9 +409,7 @@ fn truncate_to_cuts_at_a_batch_boundary_and_continues() {
         {
             let log = open(&dir, small_config()).await;
             for i in 0..400u64 {
-                let bytes = make_batch(i, 2, 1500, i as i64);
-                let info = append(&log, &bytes).await;
-                expected.push(assigned(&bytes, info.base_offset, 0));
+                expected.push(append_stored(&log, &make_batch(i, 2, 1500, i as i64)).await);
             }
             let segments_before = log.segment_count();
             // Offset 301 lies inside the batch 300..=301: that batch goes too.
@@ -426,9 +419,7 @@ fn truncate_to_cuts_at_a_batch_boundary_and_continues() {
             assert_eq!(log.log_end_offset(), 300);
             assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "read back");
             for i in 0..20u64 {
-                let bytes = make_batch(1000 + i, 1, 500, 7);
-                let info = append(&log, &bytes).await;
-                expected.push(assigned(&bytes, info.base_offset, 0));
+                expected.push(append_stored(&log, &make_batch(1000 + i, 1, 500, 7)).await);
             }
             log.set_high_watermark(log.log_end_offset());
             assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "read back");
@@ -866,9 +857,7 @@ fn durable_appends_one_at_a_time_are_synced_by_o_dsync_writes() {
             );
             // A tail written behind, without a sync, is not durable: the next sync must
             // fdatasync, and the one after is a lone O_DSYNC write again.
-            let bytes = make_batch(200, 1, 1000, 200);
-            let info = append(&log, &bytes).await;
-            expected.push(assigned(&bytes, info.base_offset, 0));
+            expected.push(append_stored(&log, &make_batch(200, 1, 1000, 200)).await);
             log.tick(ringlog::storage::now_ms(), false).await.unwrap();
             expected.push(durable_append(201).await);
             assert_eq!(log.fdatasync_count(), fdatasyncs + 1);
@@ -1129,9 +1118,7 @@ fn the_recovery_point_decides_which_segments_open_recovers() {
         let log = open(&dir, small_config()).await;
         let mut expected = Vec::new();
         for i in 0..300u64 {
-            let bytes = make_batch(i, 5, 3000, 100 + i as i64);
-            let info = append(&log, &bytes).await;
-            expected.push(assigned(&bytes, info.base_offset, 0));
+            expected.push(append_stored(&log, &make_batch(i, 5, 3000, 100 + i as i64)).await);
         }
         let bases = log.segment_base_offsets();
         assert!(bases.len() >= 4, "small segments roll: {bases:?}");

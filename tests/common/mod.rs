@@ -73,6 +73,12 @@ pub async fn append(log: &Rc<PartitionLog>, bytes: &[u8]) -> ringlog::storage::A
     info
 }
 
+/// Appends `bytes` (as `append`) and returns the batch as the log stores it.
+pub async fn append_stored(log: &Rc<PartitionLog>, bytes: &[u8]) -> Vec<u8> {
+    let info = append(log, bytes).await;
+    assigned(bytes, info.base_offset, 0)
+}
+
 /// Compares batch lists without printing megabytes of bytes on failure.
 #[track_caller]
 pub fn assert_batches_eq(actual: &[Vec<u8>], expected: &[Vec<u8>], context: &str) {
