@@ -203,6 +203,8 @@ struct Settings {
     settle: Duration,
     /// Only the cases whose key contains one of these.
     case_filters: Vec<String>,
+    /// The CPU both ringlog's executor and fio are bound to; `None`: neither is bound.
+    cpu: Option<usize>,
     json_path: Option<PathBuf>,
 }
 
@@ -246,6 +248,14 @@ impl Settings {
                 .map(|f| f.trim().to_ascii_lowercase())
                 .filter(|f| !f.is_empty())
                 .collect(),
+            cpu: match std::env::var("RINGLOG_BENCH_CPU") {
+                Ok(cpu) => Some(
+                    cpu.trim()
+                        .parse()
+                        .map_err(|_| format!("RINGLOG_BENCH_CPU={cpu}: not a CPU number"))?,
+                ),
+                Err(_) => None,
+            },
             json_path,
         })
     }
@@ -475,7 +485,13 @@ fn fio_installed() -> bool {
 
 /// Runs fio once (engine `psync` or `io_uring` at `depth`) and returns its write bandwidth in
 /// bytes per second. Removes its file.
-fn run_fio(path: &Path, case: &Case, engine: &str, depth: u64) -> Result<f64, String> {
+fn run_fio(
+    path: &Path,
+    case: &Case,
+    engine: &str,
+    depth: u64,
+    cpu: Option<usize>,
+) -> Result<f64, String> {
     let sync_arg = match case.mode {
         Mode::NonDurable => "--end_fsync=1",
         Mode::Durable { .. } => "--fdatasync=1",
@@ -493,6 +509,7 @@ fn run_fio(path: &Path, case: &Case, engine: &str, depth: u64) -> Result<f64, St
         .arg(format!("--ioengine={engine}"))
         .arg(format!("--iodepth={depth}"))
         .arg(sync_arg)
+        .args(cpu.map(|cpu| format!("--cpus_allowed={cpu}")))
         .output();
     let _ = std::fs::remove_file(path);
     let output = output.map_err(|e| format!("running fio: {e}"))?;
@@ -744,9 +761,13 @@ fn run(settings: &Settings) -> Result<(), String> {
             let log_dir = tmp.path().join(format!("log-{}", case.key()));
             let run_ringlog_case = || {
                 settle(settings.settle);
-                ringlog::runtime::run_on_executor("append-throughput", move || {
-                    run_ringlog(log_dir, case)
-                })
+                let make = move || run_ringlog(log_dir, case);
+                match settings.cpu {
+                    Some(cpu) => {
+                        ringlog::runtime::run_on_executor_bound("append-throughput", cpu, make)
+                    }
+                    None => ringlog::runtime::run_on_executor("append-throughput", make),
+                }
                 .map_err(|e| format!("executor: {e}"))
                 .and_then(|result| result)
             };
@@ -759,7 +780,7 @@ fn run(settings: &Settings) -> Result<(), String> {
                     .iter()
                     .map(|(engine, depth)| {
                         settle(settings.settle);
-                        run_fio(&path, &case, engine, *depth)
+                        run_fio(&path, &case, engine, *depth, settings.cpu)
                     })
                     .collect()
             };

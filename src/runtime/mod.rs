@@ -25,7 +25,31 @@ where
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    let handle = LocalExecutorBuilder::new(Placement::Unbound)
+    run_on_placed_executor(name, Placement::Unbound, make)
+}
+
+/// Runs `make()`'s future on a fresh glommio executor bound to `cpu`, as a broker shard is
+/// bound to its core, and returns its output.
+pub fn run_on_executor_bound<F, Fut, T>(name: &str, cpu: usize, make: F) -> std::io::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    run_on_placed_executor(name, Placement::Fixed(cpu), make)
+}
+
+fn run_on_placed_executor<F, Fut, T>(
+    name: &str,
+    placement: Placement,
+    make: F,
+) -> std::io::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let handle = LocalExecutorBuilder::new(placement)
         .name(name)
         .io_memory(IO_MEMORY_BYTES)
         .spawn(move || async move { make().await })
