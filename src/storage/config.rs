@@ -6,6 +6,8 @@ use super::file::align_up;
 
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
+/// A streaming log file's buffers are this many write chunks (see `AppenderConfig`).
+const STREAM_CHUNKS: u64 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -106,6 +108,15 @@ impl LogConfig {
                 .max(self.write_chunk_bytes)
                 / self.write_chunk_bytes
                 * self.write_chunk_bytes) as usize,
+            // Whole chunks, at most a large write.
+            stream_chunk_bytes: ((STREAM_CHUNKS * self.write_chunk_bytes)
+                .min(
+                    self.write_large_max_bytes
+                        .min(self.write_inflight_bytes_max),
+                )
+                .max(self.write_chunk_bytes)
+                / self.write_chunk_bytes
+                * self.write_chunk_bytes) as usize,
             inflight_bytes_max: self.write_inflight_bytes_max as usize,
             preallocate_step_bytes: self.preallocate_bytes.min(self.segment_bytes.max(MIB)),
             preallocate_limit_bytes: self.segment_bytes,
@@ -119,6 +130,7 @@ impl LogConfig {
         AppenderConfig {
             chunk_size_bytes: 4 * KIB as usize,
             large_write_bytes_max: 4 * KIB as usize,
+            stream_chunk_bytes: 4 * KIB as usize,
             inflight_bytes_max: 64 * KIB as usize,
             preallocate_step_bytes: (entries_max * entry_size_bytes as u64).clamp(4 * KIB, 4 * MIB),
             preallocate_limit_bytes: align_up(entries_max * entry_size_bytes as u64),
