@@ -1193,3 +1193,20 @@ fn a_busy_log_starts_its_next_segment_with_a_larger_step() {
         );
     });
 }
+
+/// A write-behind still pending when the log is closed and dropped does not keep the log
+/// alive, nor its cache and the request buffers cached batches point into: an executor that
+/// exits before the timer fires never drops the task, and those bytes would leak with it.
+#[test]
+fn a_pending_write_behind_does_not_keep_a_dropped_log_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let log = open(&dir, small_config()).await;
+        append(&log, &make_batch(1, 2, 500, 1)).await;
+        log.close().await.unwrap();
+        let weak = Rc::downgrade(&log);
+        drop(log);
+        assert!(weak.upgrade().is_none(), "the log outlived its last owner");
+    });
+}

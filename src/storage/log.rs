@@ -529,9 +529,15 @@ impl PartitionLog {
         if self.write_behind_scheduled.replace(true) {
             return;
         }
-        let log = Rc::clone(self);
+        // Weak: a pending write-behind must not keep a dropped log alive, with its cache and
+        // the request buffers the cached batches point into (an executor that exits first
+        // never drops the task at all).
+        let log = Rc::downgrade(self);
         glommio::spawn_local(async move {
             glommio::timer::sleep(WRITE_BEHIND_DELAY).await;
+            let Some(log) = log.upgrade() else {
+                return;
+            };
             log.write_behind_scheduled.set(false);
             // A truncation may be replacing every segment right now: then there is no tail.
             let active = log.segments.borrow().values().next_back().cloned();
