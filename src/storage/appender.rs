@@ -71,7 +71,7 @@ pub struct Appender {
     fdatasyncs: RefCell<VecDeque<RunningFdatasync>>,
 }
 
-type SharedFdatasync = Shared<LocalBoxFuture<'static, std::result::Result<(), Rc<StorageError>>>>;
+type SharedFdatasync = Shared<LocalBoxFuture<'static, Result<()>>>;
 
 struct RunningFdatasync {
     /// Every byte below this had been written when the fdatasync started: it makes them
@@ -871,10 +871,7 @@ impl Appender {
         self.wait_written(point.position).await?;
         let mut fdatasynced = false;
         if !point.durable_when_written {
-            fdatasynced = self
-                .fdatasync_covering(point.position)
-                .await
-                .map_err(|error| error.duplicate())?;
+            fdatasynced = self.fdatasync_covering(point.position).await?;
             let mut state = self.state.borrow_mut();
             state.plain_writes_synced = state.plain_writes_synced.max(point.plain_write_count);
         }
@@ -890,10 +887,7 @@ impl Appender {
     /// that wait for the same write completion would otherwise both issue one at once (a
     /// quarter of the fdatasyncs of four producers of 1 MiB did), and each costs the device
     /// a journal commit or a flush. Returns whether it issued one.
-    async fn fdatasync_covering(
-        &self,
-        position: u64,
-    ) -> std::result::Result<bool, Rc<StorageError>> {
+    async fn fdatasync_covering(&self, position: u64) -> Result<bool> {
         let running = {
             let mut fdatasyncs = self.fdatasyncs.borrow_mut();
             // A finished one is dropped even if its issuer was cancelled before doing so: a
@@ -909,9 +903,7 @@ impl Appender {
             return future.await.map(|()| false);
         }
         let file = self.file.clone();
-        let future = async move { file.sync().await.map_err(Rc::new) }
-            .boxed_local()
-            .shared();
+        let future = async move { file.sync().await }.boxed_local().shared();
         let written_position = self.state.borrow().written_position;
         self.fdatasyncs.borrow_mut().push_back(RunningFdatasync {
             written_position,

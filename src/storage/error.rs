@@ -2,8 +2,11 @@
 //! once, at the protocol edge; storage itself never knows about the wire.
 
 use std::io;
+use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
+/// `Clone`, so that every caller of one shared operation (a group commit's fdatasync) gets
+/// the same error: the I/O error is shared, keeping its OS code for `is_disk_full`.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     /// A record batch failed validation (length, magic, CRC-32C, offsets). Kafka: CORRUPT_MESSAGE.
     #[error("corrupt record batch: {0}")]
@@ -61,7 +64,7 @@ pub enum StorageError {
     Io {
         context: String,
         #[source]
-        source: io::Error,
+        source: Arc<io::Error>,
     },
 }
 
@@ -76,60 +79,7 @@ impl StorageError {
         }
         StorageError::Io {
             context: context.into(),
-            source,
-        }
-    }
-
-    /// The same error for a second caller of one shared operation (`io::Error` is not
-    /// `Clone`): an OS error keeps its code, so `is_disk_full` and the message stay.
-    pub(crate) fn duplicate(&self) -> Self {
-        match self {
-            StorageError::CorruptBatch(error) => StorageError::CorruptBatch(error.clone()),
-            StorageError::BatchTooLarge {
-                size_bytes,
-                limit_bytes,
-            } => StorageError::BatchTooLarge {
-                size_bytes: *size_bytes,
-                limit_bytes: *limit_bytes,
-            },
-            StorageError::InvalidTimestamp {
-                batch_index,
-                timestamp_ms,
-                min_ms,
-                max_ms,
-            } => StorageError::InvalidTimestamp {
-                batch_index: *batch_index,
-                timestamp_ms: *timestamp_ms,
-                min_ms: *min_ms,
-                max_ms: *max_ms,
-            },
-            StorageError::OffsetOutOfRange {
-                offset,
-                log_start_offset,
-                log_end_offset,
-            } => StorageError::OffsetOutOfRange {
-                offset: *offset,
-                log_start_offset: *log_start_offset,
-                log_end_offset: *log_end_offset,
-            },
-            StorageError::DiskFull {
-                free_bytes,
-                threshold_bytes,
-            } => StorageError::DiskFull {
-                free_bytes: *free_bytes,
-                threshold_bytes: *threshold_bytes,
-            },
-            StorageError::NoSpace { context } => StorageError::NoSpace {
-                context: context.clone(),
-            },
-            StorageError::LogFailed(reason) => StorageError::LogFailed(reason.clone()),
-            StorageError::Io { context, source } => StorageError::Io {
-                context: context.clone(),
-                source: match source.raw_os_error() {
-                    Some(code) => io::Error::from_raw_os_error(code),
-                    None => io::Error::new(source.kind(), source.to_string()),
-                },
-            },
+            source: Arc::new(source),
         }
     }
 
