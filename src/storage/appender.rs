@@ -1074,24 +1074,36 @@ mod tests {
         }
     }
 
+    /// Runs `test` on an executor with an appender over a fresh file in a temporary directory,
+    /// and that file's path (to read back what reached the disk).
+    fn with_appender<F, Fut>(config: AppenderConfig, test: F)
+    where
+        F: FnOnce(Rc<Appender>, std::path::PathBuf) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        crate::runtime::run_on_executor("appender-test", move || async move {
+            file::prime_device(path.parent().unwrap()).await.unwrap();
+            let file = DirectFile::open(&path, true).await.unwrap();
+            let appender = Appender::open(file, config, 0).await.unwrap();
+            test(appender, path).await;
+        })
+        .unwrap();
+    }
+
     /// Small syncs in a row start zero-ahead: reserved blocks past the end are written with
     /// zeros in the background; appends that reach a range being zeroed wait for it, so every
     /// byte reads back as appended, the zeros stay after the end, and a cut leaves none.
     #[test]
     fn small_syncs_zero_ahead_without_ever_zeroing_appended_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        crate::runtime::run_on_executor("appender-test", move || async move {
-            file::prime_device(path.parent().unwrap()).await.unwrap();
-            let config = AppenderConfig {
-                preallocate_step_bytes: 8 << 20,
-                preallocate_limit_bytes: 16 << 20,
-                zero_ahead: true,
-                ..config()
-            };
-            let appender = Appender::open(DirectFile::open(&path, true).await.unwrap(), config, 0)
-                .await
-                .unwrap();
+        let config = AppenderConfig {
+            preallocate_step_bytes: 8 << 20,
+            preallocate_limit_bytes: 16 << 20,
+            zero_ahead: true,
+            ..config()
+        };
+        with_appender(config, |appender, path| async move {
             let pattern = |i: usize, len: usize| -> Vec<u8> {
                 (0..len).map(|j| (i * 31 + j * 7 % 251) as u8 | 1).collect()
             };
@@ -1133,8 +1145,7 @@ mod tests {
 
             appender.truncate(end).await.unwrap();
             assert_eq!(file.size_bytes().await.unwrap(), end);
-        })
-        .unwrap();
+        });
     }
 
     /// A file synced every append keeps chunk buffers; one filling buffer after buffer with no
@@ -1142,18 +1153,12 @@ mod tests {
     /// The bytes read back as appended whatever the buffer sizes were.
     #[test]
     fn streaming_appends_use_stream_buffers_and_synced_ones_chunks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        crate::runtime::run_on_executor("appender-test", move || async move {
-            file::prime_device(path.parent().unwrap()).await.unwrap();
-            let config = AppenderConfig {
-                stream_chunk_bytes: 8192,
-                large_write_bytes_max: 16384,
-                ..config()
-            };
-            let appender = Appender::open(DirectFile::open(&path, true).await.unwrap(), config, 0)
-                .await
-                .unwrap();
+        let config = AppenderConfig {
+            stream_chunk_bytes: 8192,
+            large_write_bytes_max: 16384,
+            ..config()
+        };
+        with_appender(config, |appender, path| async move {
             let mut expected = Vec::new();
             let buffer_len = || appender.state.borrow().buffer.len();
             for i in 0..20u8 {
@@ -1181,20 +1186,12 @@ mod tests {
             assert_eq!(end, expected.len() as u64);
             let file = DirectFile::open(&path, false).await.unwrap();
             assert!(file.read_at(0, end as usize).await.unwrap() == expected[..]);
-        })
-        .unwrap();
+        });
     }
 
     #[test]
     fn syncs_of_bytes_written_before_an_fdatasync_started_share_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        crate::runtime::run_on_executor("appender-test", move || async move {
-            file::prime_device(path.parent().unwrap()).await.unwrap();
-            let appender =
-                Appender::open(DirectFile::open(&path, true).await.unwrap(), config(), 0)
-                    .await
-                    .unwrap();
+        with_appender(config(), |appender, _path| async move {
             appender.reserve(10_000).await.unwrap();
             appender.append(&[7; 10_000]).await.unwrap();
             let end = appender.flush().await.unwrap();
@@ -1225,7 +1222,6 @@ mod tests {
                 later.unwrap(),
                 "a sync of later bytes issues its own fdatasync"
             );
-        })
-        .unwrap();
+        });
     }
 }
