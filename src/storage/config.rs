@@ -99,24 +99,19 @@ impl LogConfig {
     }
 
     pub(crate) fn log_appender(&self) -> AppenderConfig {
+        let chunk_bytes = self.write_chunk_bytes;
+        // Whole chunks, at most what may be in flight.
+        let large_write_bytes = self
+            .write_large_max_bytes
+            .min(self.write_inflight_bytes_max)
+            .max(chunk_bytes)
+            / chunk_bytes
+            * chunk_bytes;
         AppenderConfig {
-            chunk_size_bytes: self.write_chunk_bytes as usize,
-            // Whole chunks, at most what may be in flight.
-            large_write_bytes_max: (self
-                .write_large_max_bytes
-                .min(self.write_inflight_bytes_max)
-                .max(self.write_chunk_bytes)
-                / self.write_chunk_bytes
-                * self.write_chunk_bytes) as usize,
-            // Whole chunks, at most a large write.
-            stream_chunk_bytes: ((STREAM_CHUNKS * self.write_chunk_bytes)
-                .min(
-                    self.write_large_max_bytes
-                        .min(self.write_inflight_bytes_max),
-                )
-                .max(self.write_chunk_bytes)
-                / self.write_chunk_bytes
-                * self.write_chunk_bytes) as usize,
+            chunk_size_bytes: chunk_bytes as usize,
+            large_write_bytes_max: large_write_bytes as usize,
+            // Whole chunks (both are), at most a large write.
+            stream_chunk_bytes: (STREAM_CHUNKS * chunk_bytes).min(large_write_bytes) as usize,
             inflight_bytes_max: self.write_inflight_bytes_max as usize,
             preallocate_step_bytes: self.preallocate_bytes.min(self.segment_bytes.max(MIB)),
             preallocate_limit_bytes: self.segment_bytes,
