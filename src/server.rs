@@ -31,7 +31,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 const DRAIN_BARRIER_POLL: Duration = Duration::from_millis(5);
 
 pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
-    preflight(&config)?;
+    let _exclusive = preflight(&config)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         // A second signal while shutting down ends the process at once.
@@ -59,12 +59,14 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     };
     let builder = mesh::builder::<ShardRequest>(config.shard_count);
     let drained_shards = Arc::new(AtomicUsize::new(0));
+    let start_failed = Arc::new(AtomicBool::new(false));
     let results = run_shards(&placement, move || {
         let config = Arc::clone(&config);
         let shutdown = Arc::clone(&shutdown);
         let drained_shards = Arc::clone(&drained_shards);
+        let start_failed = Arc::clone(&start_failed);
         async move {
-            run_shard(config, builder, shutdown, drained_shards)
+            run_shard(config, builder, shutdown, start_failed, drained_shards)
                 .await
                 .map_err(|e| format!("{e:#}"))
         }
@@ -86,8 +88,15 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     }
 }
 
+/// What makes this process the only broker on its data directory and Kafka port; held until
+/// the process exits, when the kernel lets both go whatever the way out.
+struct Exclusive {
+    _data_dir_lock: std::fs::File,
+    _port_claim: std::os::unix::net::UnixListener,
+}
+
 /// Start-up checks that end the process with one clear line instead of a backtrace.
-fn preflight(config: &ServerConfig) -> anyhow::Result<()> {
+fn preflight(config: &ServerConfig) -> anyhow::Result<Exclusive> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -121,6 +130,10 @@ fn preflight(config: &ServerConfig) -> anyhow::Result<()> {
         format!("data directory {} is not writable: fix its permissions or choose another with --data-dir", config.data_dir.display())
     })?;
     let _ = std::fs::remove_file(&probe);
+    let data_dir_lock = lock_data_dir(&config.data_dir)?;
+    // Before the listener check: a broker still recovering its logs has not bound the port yet,
+    // and SO_REUSEPORT would let this one share it once both have.
+    let port_claim = claim_port(config.kafka_addr)?;
     // A listener of a process that just exited can linger while its io_uring is torn down.
     let mut taken = listening_on(config.kafka_addr);
     for _ in 0..50 {
@@ -136,7 +149,71 @@ fn preflight(config: &ServerConfig) -> anyhow::Result<()> {
             config.kafka_addr
         );
     }
-    Ok(())
+    Ok(Exclusive {
+        _data_dir_lock: data_dir_lock,
+        _port_claim: port_claim,
+    })
+}
+
+/// The name of the lock file every broker holds in its data directory.
+pub const DATA_DIR_LOCK_FILE: &str = ".lock";
+
+/// Takes the data directory's lock (`flock`, released by the kernel when the process ends, so
+/// a `kill -9` leaves nothing to clean up) and writes this process's id into it for the next
+/// one's error message.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join(DATA_DIR_LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            anyhow::bail!(
+                "data directory {} is in use by another ringlog process{holder}: stop it, or give this broker another --data-dir",
+                data_dir.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
+/// Claims the Kafka port among ringlog processes of this network namespace: an abstract Unix
+/// socket named after the port, which the kernel frees when the process ends. Keyed by port
+/// alone, as two listeners on one port conflict whatever their addresses.
+fn claim_port(addr: std::net::SocketAddr) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("ringlog-kafka-port-{}", addr.port());
+    let claim = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    std::os::unix::net::UnixListener::bind_addr(&claim).map_err(|error| {
+        if error.kind() == io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "port {} is already in use by another ringlog process: stop it or choose another port with --kafka-addr",
+                addr
+            )
+        } else {
+            anyhow::anyhow!("cannot claim port {addr}: {error}")
+        }
+    })
 }
 
 /// Whether a socket already listens on `addr`'s port, read from /proc/net/tcp{,6}. A bind
@@ -177,68 +254,36 @@ async fn run_shard(
     config: Arc<ServerConfig>,
     builder: mesh::Builder<ShardRequest>,
     shutdown: Arc<AtomicBool>,
+    start_failed: Arc<AtomicBool>,
     drained_shards: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
-    let (mesh, receivers) = Mesh::join(builder).await?;
-    let id = mesh.shard_id();
-    crate::metrics::bind_shard(id);
-    let cache = Rc::new(BatchCache::new(config.batch_cache_bytes_per_shard));
-    let cache_for_views = Rc::clone(&cache);
-    let space = Rc::new(SpaceGuard::for_dir(
-        &config.data_dir,
-        config.disk_free_threshold_bytes,
-    ));
-    file::prime_device(&config.data_dir).await?;
-    let store = if id == 0 {
-        crate::broker::remove_interrupted_deletions(&config.data_dir).await?;
-        if config.ballast_bytes > 0 {
-            file::ensure_ballast(&config.data_dir.join("ballast"), config.ballast_bytes).await?;
+    // Recovery can take long, and a shard can fail while the others wait for it: the start is
+    // abandoned at a signal or at another shard's failure, so it never hangs.
+    let started = futures_lite::future::or(
+        async { Some(start_shard(Arc::clone(&config), builder).await) },
+        async {
+            while !shutdown.load(Ordering::Relaxed) && !start_failed.load(Ordering::Relaxed) {
+                glommio::timer::sleep(SHUTDOWN_POLL).await;
+            }
+            None
+        },
+    )
+    .await;
+    let (shard, store, listener, cache_for_views) = match started {
+        Some(Ok(started)) => started,
+        Some(Err(error)) => {
+            start_failed.store(true, Ordering::Relaxed);
+            return Err(error);
         }
-        let store = MetadataStore::open(
-            &config.data_dir,
-            config.node_id,
-            config.shard_count as u32,
-            Rc::clone(&cache),
-            Rc::clone(&space),
-        )
-        .await
-        .context("opening cluster metadata")?;
-        store
-            .set_default_partition_count(config.num_partitions)
-            .context("num_partitions")?;
-        Some(store)
-    } else {
-        None
+        // The failed shard reports its own error; a signal is a clean stop.
+        None => return Ok(()),
     };
-    let initial = store
-        .as_ref()
-        .map(|s| s.snapshot())
-        .unwrap_or_else(|| Arc::new(ClusterMetadata::default()));
-    let shard = Shard::new(
-        Arc::clone(&config),
-        mesh,
-        store.clone(),
-        cache,
-        space,
-        Arc::clone(&initial),
-    );
-    shard.serve_mesh(receivers);
-    shard.start_group_timers();
-    if id == 0 {
-        shard.broadcast_metadata(initial).await;
-    }
-    shard.wait_ready().await;
-    crate::metrics::readiness().set_recovered(id);
-
-    let listener = ShardListener::bind(config.kafka_addr)
-        .map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {}: {e}", config.kafka_addr))?;
-    tracing::debug!(shard = id, "listening");
-    crate::metrics::readiness().set_listening(id, true);
+    let id = shard.id;
 
     let stop = Rc::new(StopSignal::default());
     glommio::spawn_local(watch_shutdown(
         Rc::clone(&shard),
-        shutdown,
+        [shutdown, start_failed],
         Rc::clone(&stop),
     ))
     .detach();
@@ -325,12 +370,86 @@ async fn run_shard(
     Ok(())
 }
 
-/// Housekeeping every second until the shutdown flag is raised; then raises the stop signal.
-async fn watch_shutdown(shard: Rc<Shard>, shutdown: Arc<AtomicBool>, stop: Rc<StopSignal>) {
+/// A started shard: its state, shard 0's metadata store, its bound listener, and its cache for
+/// the admin views.
+type StartedShard = (
+    Rc<Shard>,
+    Option<Rc<MetadataStore>>,
+    ShardListener,
+    Rc<BatchCache>,
+);
+
+/// Joins the mesh, recovers the shard's partitions (shard 0 first opens the metadata) and
+/// binds the Kafka port.
+async fn start_shard(
+    config: Arc<ServerConfig>,
+    builder: mesh::Builder<ShardRequest>,
+) -> anyhow::Result<StartedShard> {
+    let (mesh, receivers) = Mesh::join(builder).await?;
+    let id = mesh.shard_id();
+    crate::metrics::bind_shard(id);
+    let cache = Rc::new(BatchCache::new(config.batch_cache_bytes_per_shard));
+    let cache_for_views = Rc::clone(&cache);
+    let space = Rc::new(SpaceGuard::for_dir(
+        &config.data_dir,
+        config.disk_free_threshold_bytes,
+    ));
+    file::prime_device(&config.data_dir).await?;
+    let store = if id == 0 {
+        crate::broker::remove_interrupted_deletions(&config.data_dir).await?;
+        if config.ballast_bytes > 0 {
+            file::ensure_ballast(&config.data_dir.join("ballast"), config.ballast_bytes).await?;
+        }
+        let store = MetadataStore::open(
+            &config.data_dir,
+            config.node_id,
+            config.shard_count as u32,
+            Rc::clone(&cache),
+            Rc::clone(&space),
+        )
+        .await
+        .context("opening cluster metadata")?;
+        store
+            .set_default_partition_count(config.num_partitions)
+            .context("num_partitions")?;
+        Some(store)
+    } else {
+        None
+    };
+    let initial = store
+        .as_ref()
+        .map(|s| s.snapshot())
+        .unwrap_or_else(|| Arc::new(ClusterMetadata::default()));
+    let shard = Shard::new(
+        Arc::clone(&config),
+        mesh,
+        store.clone(),
+        cache,
+        space,
+        Arc::clone(&initial),
+    );
+    shard.serve_mesh(receivers);
+    shard.start_group_timers();
+    if id == 0 {
+        shard.broadcast_metadata(initial).await;
+    }
+    shard.wait_ready().await;
+    crate::metrics::readiness().set_recovered(id);
+
+    let listener = ShardListener::bind(config.kafka_addr)
+        .map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {}: {e}", config.kafka_addr))?;
+    tracing::debug!(shard = id, "listening");
+    crate::metrics::readiness().set_listening(id, true);
+    Ok((shard, store, listener, cache_for_views))
+}
+
+/// Housekeeping every second until the shutdown flag is raised, or another shard failed to
+/// start; then raises the stop signal.
+async fn watch_shutdown(shard: Rc<Shard>, flags: [Arc<AtomicBool>; 2], stop: Rc<StopSignal>) {
     let mut since_tick = Duration::ZERO;
     let mut since_retention = Duration::ZERO;
     let retention_interval = Duration::from_millis(shard.config.retention_check_interval_ms);
-    while !shutdown.load(Ordering::Relaxed) {
+    while !flags.iter().any(|flag| flag.load(Ordering::Relaxed)) {
         glommio::timer::sleep(SHUTDOWN_POLL).await;
         since_tick += SHUTDOWN_POLL;
         since_retention += SHUTDOWN_POLL;
