@@ -163,6 +163,7 @@ pub const DATA_DIR_LOCK_FILE: &str = ".lock";
 /// one's error message.
 fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
     let path = data_dir.join(DATA_DIR_LOCK_FILE);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -171,25 +172,24 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let holder = if holder.is_empty() {
-                String::new()
-            } else {
-                format!(" (pid {holder})")
-            };
-            anyhow::bail!(
-                "data directory {} is in use by another ringlog process{holder}: stop it, or give this broker another --data-dir",
-                data_dir.display()
-            );
-        }
-        Err(std::fs::TryLockError::Error(error)) => {
+    // SAFETY: flock on a descriptor this function owns; it touches no memory.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::WouldBlock {
             return Err(error).with_context(|| format!("cannot lock {}", path.display()));
         }
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let holder = if holder.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {holder})")
+        };
+        anyhow::bail!(
+            "data directory {} is in use by another ringlog process{holder}: stop it, or give this broker another --data-dir",
+            data_dir.display()
+        );
     }
     file.set_len(0)?;
     file.rewind()?;
