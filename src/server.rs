@@ -396,7 +396,7 @@ async fn start_shard(
     ));
     file::prime_device(&config.data_dir).await?;
     let store = if id == 0 {
-        crate::broker::remove_interrupted_deletions(&config.data_dir).await?;
+        crate::cluster::partition_dirs::remove_interrupted_deletions(&config.data_dir).await?;
         if config.ballast_bytes > 0 {
             file::ensure_ballast(&config.data_dir.join("ballast"), config.ballast_bytes).await?;
         }

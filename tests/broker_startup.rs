@@ -50,7 +50,10 @@ fn serve_or_kill(args: &[&str]) -> (Option<i32>, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    (code, std::fs::read_to_string(&stderr_path).unwrap_or_default())
+    (
+        code,
+        std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+    )
 }
 
 fn free_port() -> u16 {
@@ -177,5 +180,8 @@ fn a_missing_metadata_log_beside_partitions_ends_start_up_with_one_line() {
     ]);
     assert_eq!(code, Some(1), "start-up must end, not hang:\n{stderr}");
     assert_one_clear_line(&stderr, "kept-0");
-    assert!(data_dir.join("kept-0").join("00000000000000000000.log").exists());
+    assert!(data_dir
+        .join("kept-0")
+        .join("00000000000000000000.log")
+        .exists());
 }

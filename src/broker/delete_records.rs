@@ -77,7 +77,7 @@ impl Shard {
         let mut answers = Vec::with_capacity(deletions.len());
         for (id, offset) in deletions {
             let Some(partition) = self.partition(&id) else {
-                answers.push(failed(codes::NOT_LEADER_OR_FOLLOWER));
+                answers.push(failed(self.absent_partition_code(&id)));
                 continue;
             };
             let offset = match offset {

@@ -204,7 +204,7 @@ impl Shard {
         for (id, at) in reads {
             outcomes.push(match self.partition(&id) {
                 Some(partition) => partition.fetch(at.offset, at.max_bytes).await,
-                None => failed(codes::NOT_LEADER_OR_FOLLOWER),
+                None => failed(self.absent_partition_code(&id)),
             });
         }
         outcomes

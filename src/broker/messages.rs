@@ -44,6 +44,11 @@ pub enum ShardRequest {
         queries: Vec<(TopicPartition, i32)>,
         reply: oneshot::Sender<Vec<EpochEndOffset>>,
     },
+    /// One of the sender's partitions went offline (`Some(reason)`) or came back (`None`).
+    PartitionOffline {
+        partition: TopicPartition,
+        reason: Option<String>,
+    },
     /// A new metadata snapshot: open, close or reconfigure partitions to match, then answer.
     ApplyMetadata {
         snapshot: Arc<ClusterMetadata>,

@@ -14,6 +14,7 @@ use super::messages::{ControllerOp, ControllerReply};
 use super::{respond, Shard};
 use crate::cluster::TopicMetadata;
 use crate::net::connection::Outcome;
+use crate::partition::TopicPartition;
 use crate::protocol::{codes, RequestFrame};
 
 /// Kafka's "authorized operations not requested" marker.
@@ -166,12 +167,20 @@ fn topic_entry(shard: &Shard, topic: &TopicMetadata) -> MetadataResponseTopic {
     entry.partitions = (0..topic.partitions.len())
         .map(|index| {
             let mut partition = MetadataResponsePartition::default();
-            partition.error_code = codes::NONE;
             partition.partition_index = index as i32;
-            partition.leader_id = node;
             partition.leader_epoch = 0;
             partition.replica_nodes = vec![node];
-            partition.isr_nodes = vec![node];
+            let id = TopicPartition::new(topic.name.clone(), index as i32);
+            if shard.offline_reason(&id).is_some() {
+                // As Kafka answers a partition whose only replica's log directory failed.
+                partition.error_code = codes::LEADER_NOT_AVAILABLE;
+                partition.leader_id = BrokerId(-1);
+                partition.offline_replicas = vec![node];
+            } else {
+                partition.error_code = codes::NONE;
+                partition.leader_id = node;
+                partition.isr_nodes = vec![node];
+            }
             partition
         })
         .collect();

@@ -41,6 +41,7 @@ use glommio::sync::Semaphore;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
+use crate::cluster::partition_dirs;
 use crate::cluster::{ClusterMetadata, MetadataError, MetadataStore, TopicMetadata};
 use crate::config::ServerConfig;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
@@ -79,6 +80,9 @@ pub struct Shard {
     /// Shard 0: one metadata change at a time, each applied on every shard before the next.
     controller_lock: Semaphore,
     partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    /// Every partition of the broker that cannot serve, whichever shard owns it, with why:
+    /// owners tell every shard, so Metadata answers it as offline wherever it is asked.
+    offline: RefCell<HashMap<TopicPartition, Rc<str>>>,
     cache: Rc<BatchCache>,
     space: Rc<SpaceGuard>,
     producer_ids: RefCell<Range<i64>>,
@@ -112,6 +116,7 @@ impl Shard {
             store,
             controller_lock: Semaphore::new(1),
             partitions: RefCell::new(HashMap::new()),
+            offline: RefCell::new(HashMap::new()),
             cache,
             space,
             producer_ids: RefCell::new(0..0),
@@ -132,6 +137,55 @@ impl Shard {
 
     pub fn partitions(&self) -> Vec<Rc<Partition>> {
         self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Why `id` cannot serve, when it cannot.
+    pub fn offline_reason(&self, id: &TopicPartition) -> Option<Rc<str>> {
+        self.offline.borrow().get(id).cloned()
+    }
+
+    /// The error for an operation on a partition this shard does not have open: a storage
+    /// error for one that is offline, else "not here".
+    pub(crate) fn absent_partition_code(&self, id: &TopicPartition) -> i16 {
+        if self.offline.borrow().contains_key(id) {
+            codes::KAFKA_STORAGE_ERROR
+        } else {
+            codes::NOT_LEADER_OR_FOLLOWER
+        }
+    }
+
+    /// Marks one of this shard's partitions offline (or online again, with `None`) here and on
+    /// every other shard. Logged once per new reason.
+    fn set_offline(self: &Rc<Self>, id: &TopicPartition, reason: Option<String>) {
+        let current = self.offline_reason(id);
+        if current.as_deref() == reason.as_deref() {
+            return;
+        }
+        match &reason {
+            Some(reason) => {
+                tracing::error!(partition = %id.dir_name(), %reason, "partition offline")
+            }
+            None => tracing::info!(partition = %id.dir_name(), "partition back online"),
+        }
+        self.note_offline(id.clone(), reason.clone());
+        for shard in (0..self.count).filter(|s| *s != self.id) {
+            let (this, partition, reason) = (Rc::clone(self), id.clone(), reason.clone());
+            glommio::spawn_local(async move {
+                let message = ShardRequest::PartitionOffline { partition, reason };
+                if let Err(error) = this.mesh.send(shard, message).await {
+                    tracing::warn!(shard, %error, "cannot tell a shard about an offline partition");
+                }
+            })
+            .detach();
+        }
+    }
+
+    fn note_offline(&self, id: TopicPartition, reason: Option<String>) {
+        let mut offline = self.offline.borrow_mut();
+        match reason {
+            Some(reason) => offline.insert(id, reason.into()),
+            None => offline.remove(&id),
+        };
     }
 
     pub(crate) fn fetch_sessions(&self) -> &fetch_session::FetchSessions {
@@ -233,6 +287,9 @@ impl Shard {
             ShardRequest::Controller { op, reply } => {
                 let _ = reply.send(self.run_controller_op(op).await);
             }
+            ShardRequest::PartitionOffline { partition, reason } => {
+                self.note_offline(partition, reason);
+            }
         }
     }
 
@@ -259,8 +316,11 @@ impl Shard {
                     continue;
                 }
                 let dir = self.config.data_dir.join(id.dir_name());
-                if let Err(error) = claim_partition_dir(&dir, topic.id).await {
-                    tracing::error!(partition = %id.dir_name(), %error, "cannot prepare the partition directory; it stays offline");
+                if let Err(refused) =
+                    partition_dirs::claim(&dir, topic.id, &snapshot.deleted_topic_ids).await
+                {
+                    let reason = format!("directory {} cannot be used: {refused}", dir.display());
+                    self.set_offline(&id, Some(reason));
                     continue;
                 }
                 match PartitionLog::open(
@@ -277,6 +337,7 @@ impl Shard {
                         if report.recovery.invalid_reason.is_some() {
                             tracing::info!(partition = %id.dir_name(), truncated_bytes = report.recovery.truncated_bytes, "recovered partition");
                         }
+                        self.set_offline(&id, None);
                         let partition = Partition::open(id.clone(), log, Default::default()).await;
                         self.partitions
                             .borrow_mut()
@@ -286,7 +347,7 @@ impl Shard {
                         }
                     }
                     Err(error) => {
-                        tracing::error!(partition = %id.dir_name(), %error, "cannot open partition; it stays offline");
+                        self.set_offline(&id, Some(format!("cannot open its log: {error}")));
                     }
                 }
             }
@@ -307,12 +368,18 @@ impl Shard {
                 let _ = partition.close().await;
                 if !snapshot.topics.contains_key(&id.topic) {
                     let dir = partition.log.dir().to_path_buf();
-                    if let Err(error) = discard_partition_dir(&dir).await {
+                    if let Err(error) = partition_dirs::discard(&dir).await {
                         tracing::warn!(dir = %dir.display(), %error, "cannot remove a deleted partition's data");
                     }
                 }
             }
         }
+        // Offline partitions of deleted topics are gone, whichever shard reported them.
+        self.offline.borrow_mut().retain(|id, _| {
+            snapshot
+                .topic(&id.topic)
+                .is_some_and(|topic| topic.shard_of(id.partition).is_some())
+        });
         let topic_deleted = self
             .metadata
             .borrow()
@@ -553,7 +620,7 @@ impl Shard {
             answers.push(match self.partition(id) {
                 Some(partition) => partition.list_offset(*timestamp).await,
                 None => OffsetAnswer {
-                    error_code: codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    error_code: self.absent_partition_code(id),
                     offset: -1,
                     timestamp_ms: -1,
                     leader_epoch: -1,
@@ -565,13 +632,16 @@ impl Shard {
 
     /// Housekeeping for every partition of this shard: flush by time, roll, retention, idle
     /// tails, free-space reading, foreign buffers.
-    pub async fn tick(&self, check_retention: bool) {
+    pub async fn tick(self: &Rc<Self>, check_retention: bool) {
         crate::storage::file::collect_foreign_garbage();
         if let Err(error) = self.space.refresh(Duration::ZERO).await {
             tracing::warn!(%error, "cannot read free disk space");
         }
         let now = crate::storage::now_ms();
         for partition in self.partitions() {
+            if let Some(failure) = partition.log.failure() {
+                self.set_offline(&partition.id, Some(format!("its log failed: {failure}")));
+            }
             partition.tick(now).await;
             if let Err(error) = partition.log.tick(now, check_retention).await {
                 tracing::warn!(partition = %partition.id.dir_name(), %error, "housekeeping failed");
@@ -654,61 +724,6 @@ impl Shard {
             Outcome::Close(format!("{:?} v{api_version}: {error:#}", request.api_key))
         })
     }
-}
-
-/// The file naming the topic a partition directory belongs to (Kafka's `partition.metadata`).
-const PARTITION_METADATA_FILE: &str = "partition.metadata";
-/// Suffix of directories being deleted; whatever carries it at start-up is removed.
-pub const DELETED_DIR_SUFFIX: &str = "-delete";
-
-/// Makes `dir` the home of a partition of topic `topic_id`: a directory left by an earlier
-/// topic of the same name (deleted while the broker was down, or not yet removed) is discarded
-/// first, so a recreated topic never sees old data.
-async fn claim_partition_dir(
-    dir: &std::path::Path,
-    topic_id: uuid::Uuid,
-) -> crate::storage::Result<()> {
-    use crate::storage::file;
-    let marker = dir.join(PARTITION_METADATA_FILE);
-    let expected = format!("version: 0\ntopic_id: {topic_id}\n");
-    match file::read_small_file(&marker).await? {
-        Some(found) if found == expected.as_bytes() => return Ok(()),
-        Some(_) => {
-            tracing::warn!(dir = %dir.display(), "directory belongs to an earlier topic of the same name; discarding it");
-            discard_partition_dir(dir).await?;
-        }
-        None => {}
-    }
-    file::create_dir_all(dir).await?;
-    file::write_file_atomic(&marker, expected.into_bytes()).await
-}
-
-/// Deletes a partition directory crash-safely: renamed aside first, then removed.
-async fn discard_partition_dir(dir: &std::path::Path) -> crate::storage::Result<()> {
-    use crate::storage::file;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let doomed = dir.with_file_name(format!(
-        "{name}.{}{DELETED_DIR_SUFFIX}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    file::rename(dir, &doomed).await?;
-    file::remove_dir_all(&doomed).await
-}
-
-/// Removes directories whose deletion a crash interrupted. Shard 0, at start-up.
-pub async fn remove_interrupted_deletions(
-    data_dir: &std::path::Path,
-) -> crate::storage::Result<()> {
-    use crate::storage::file;
-    for name in file::list_dir(data_dir).await? {
-        if name.ends_with(DELETED_DIR_SUFFIX) {
-            file::remove_dir_all(&data_dir.join(&name)).await?;
-        }
-    }
-    Ok(())
 }
 
 fn mesh_failure(error: MeshError) -> ControllerError {

@@ -92,7 +92,7 @@ impl Shard {
         queries
             .iter()
             .map(|(id, epoch)| match self.partition(id) {
-                None => failed(codes::NOT_LEADER_OR_FOLLOWER),
+                None => failed(self.absent_partition_code(id)),
                 Some(partition) => match partition.log.end_offset_for_epoch(*epoch) {
                     Some((leader_epoch, end_offset)) => EpochEndOffset {
                         error_code: codes::NONE,

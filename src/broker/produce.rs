@@ -135,8 +135,11 @@ impl Shard {
         match self.partition(id) {
             Some(partition) => partition.produce(records, acks, timeout).await,
             None => ProduceOutcome::error(
-                codes::NOT_LEADER_OR_FOLLOWER,
-                format!("partition {} is not open on this shard", id.dir_name()),
+                self.absent_partition_code(id),
+                match self.offline_reason(id) {
+                    Some(reason) => format!("partition {} is offline: {reason}", id.dir_name()),
+                    None => format!("partition {} is not open on this shard", id.dir_name()),
+                },
             ),
         }
     }

@@ -44,6 +44,12 @@ pub enum MetadataError {
     #[error("{0}")]
     PolicyViolation(String),
 
+    /// The data directory holds partitions of the name from a topic the metadata does not
+    /// know; creating the topic would hide (and later risk) that data. Kafka:
+    /// KAFKA_STORAGE_ERROR.
+    #[error("{0}")]
+    OrphanedData(String),
+
     /// Writing or reading the metadata log failed. Kafka: KAFKA_STORAGE_ERROR.
     #[error("metadata log: {0}")]
     Storage(#[from] StorageError),
@@ -72,6 +78,7 @@ impl MetadataError {
             MetadataError::InvalidRequest(_) => ResponseError::InvalidRequest,
             MetadataError::PolicyViolation(_) => ResponseError::PolicyViolation,
             MetadataError::Storage(_)
+            | MetadataError::OrphanedData(_)
             | MetadataError::CorruptLog { .. }
             | MetadataError::StoreFailed(_) => ResponseError::KafkaStorageError,
         };

@@ -2,7 +2,7 @@
 //! table. Shard 0's `MetadataStore` makes a new one for every change; every shard reads the
 //! one it was last sent, as an `Arc<ClusterMetadata>`. Nothing here changes after it is shared.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -54,6 +54,9 @@ pub struct ClusterMetadata {
     pub cluster_id: String,
     pub shard_count: u32,
     pub topics: BTreeMap<String, Arc<TopicMetadata>>,
+    /// Ids of every topic the metadata log records as deleted: a partition directory naming
+    /// one of them holds dead data and may be discarded; no other may.
+    pub deleted_topic_ids: BTreeSet<Uuid>,
     names_by_id: HashMap<Uuid, String>,
 }
 

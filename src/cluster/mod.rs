@@ -23,6 +23,7 @@ mod config_defs;
 mod error;
 mod metadata;
 mod naming;
+pub mod partition_dirs;
 mod placement;
 mod records;
 mod store;
@@ -37,8 +38,8 @@ pub use naming::{
 };
 pub use records::PARTITIONS_PER_TOPIC_MAX;
 pub use store::{
-    MetadataStore, DEFAULT_PARTITION_COUNT, METADATA_LOG_DIR_NAME, PARTITIONS_PER_BROKER_MAX,
-    PRODUCER_ID_BLOCK_SIZE_MAX,
+    MetadataStore, OpenMode, DEFAULT_PARTITION_COUNT, METADATA_LOG_DIR_NAME,
+    PARTITIONS_PER_BROKER_MAX, PRODUCER_ID_BLOCK_SIZE_MAX,
 };
 pub use topic_config::{
     ConfigChange, ConfigEntry, ConfigSource, TopicConfigs, CONFIG_VALUE_LENGTH_MAX_BYTES,

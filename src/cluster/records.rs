@@ -174,6 +174,7 @@ impl MetadataState {
                 self.topic(id)?;
                 let metadata = Arc::make_mut(&mut self.metadata);
                 metadata.remove_topic(id);
+                metadata.deleted_topic_ids.insert(*id);
                 metadata.bump_version();
             }
             MetadataRecord::PartitionsAdded {

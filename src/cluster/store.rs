@@ -21,6 +21,7 @@ use super::config_defs;
 use super::error::MetadataError;
 use super::metadata::{ClusterMetadata, TopicMetadata};
 use super::naming::{self, METADATA_TOPIC_NAME};
+use super::partition_dirs::{self, OrphanDir};
 use super::placement::place_partitions;
 use super::records::{self, MetadataRecord, MetadataState, PARTITIONS_PER_TOPIC_MAX};
 use super::topic_config::{ConfigChange, TopicConfigs};
@@ -67,6 +68,15 @@ fn metadata_log_config() -> LogConfig {
     }
 }
 
+/// Who opens the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The broker: a damaged log, or an empty one beside partitions, stops the start.
+    Serve,
+    /// `ringlog recover-metadata`: keeps what can be read, then adopts what it finds.
+    Recover,
+}
+
 pub struct MetadataStore {
     log: Rc<PartitionLog>,
     state: RefCell<MetadataState>,
@@ -76,6 +86,9 @@ pub struct MetadataStore {
     failure: RefCell<Option<String>>,
     /// Kafka's `num.partitions`: what a partition count of -1 means.
     default_partition_count: Cell<i32>,
+    /// Partition directories found at open that the metadata does not explain: their data is
+    /// kept, and no topic of their name is created over them.
+    orphans: Vec<OrphanDir>,
 }
 
 impl MetadataStore {
@@ -89,23 +102,49 @@ impl MetadataStore {
         cache: Rc<BatchCache>,
         space: Rc<SpaceGuard>,
     ) -> Result<Rc<Self>, MetadataError> {
+        Self::open_as(
+            data_dir,
+            node_id,
+            shard_count,
+            cache,
+            space,
+            OpenMode::Serve,
+        )
+        .await
+    }
+
+    /// `open`, for the broker or for `ringlog recover-metadata`: only recovery may cut a
+    /// damaged log or start one over partitions it does not name, as it adopts them next.
+    pub async fn open_as(
+        data_dir: &Path,
+        node_id: i32,
+        shard_count: u32,
+        cache: Rc<BatchCache>,
+        space: Rc<SpaceGuard>,
+        mode: OpenMode,
+    ) -> Result<Rc<Self>, MetadataError> {
         assert!(shard_count > 0, "a broker has at least one shard");
         let dir = data_dir.join(METADATA_LOG_DIR_NAME);
+        if mode == OpenMode::Serve {
+            refuse_damaged_log(&dir, data_dir).await?;
+        }
         let (log, report) = PartitionLog::open(&dir, metadata_log_config(), cache, space).await?;
         if let Some(reason) = &report.recovery.invalid_reason {
             tracing::warn!(dir = %dir.display(), truncated_bytes = report.recovery.truncated_bytes,
                 %reason, "metadata log had a torn or corrupt tail; changes after it are lost");
         }
-        if log.log_end_offset() == 0 {
+        if log.log_end_offset() == 0 && mode == OpenMode::Serve {
             refuse_orphaned_partitions(data_dir).await?;
         }
         let state = replay(&log, MetadataState::new(node_id, shard_count)).await?;
+        let orphans = settle_partition_dirs(data_dir, &state.metadata).await?;
         let store = Rc::new(MetadataStore {
             log,
             state: RefCell::new(state),
             write_lock: Semaphore::new(1),
             failure: RefCell::new(None),
             default_partition_count: Cell::new(DEFAULT_PARTITION_COUNT),
+            orphans,
         });
         store.ensure_cluster_id().await?;
         store.move_partitions_off_missing_shards().await?;
@@ -117,6 +156,11 @@ impl MetadataStore {
             "metadata loaded"
         );
         Ok(store)
+    }
+
+    /// Partition directories the metadata did not explain at open; kept, not served.
+    pub fn orphans(&self) -> &[OrphanDir] {
+        &self.orphans
     }
 
     /// The current snapshot, to read or to send to other shards.
@@ -163,6 +207,30 @@ impl MetadataStore {
             warn_if_compacted(&topic);
         }
         Ok(topic)
+    }
+
+    /// Recreates the record of a topic whose partition directories outlived their metadata:
+    /// `partition_count` partitions with default configs, under `id` (the id its directories
+    /// name) so that they are claimed as they are.
+    pub async fn adopt_topic(
+        &self,
+        name: &str,
+        id: uuid::Uuid,
+        partition_count: i32,
+    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+        let _permit = self.lock().await?;
+        if self.state.borrow().metadata.deleted_topic_ids.contains(&id) || id.is_nil() {
+            return Err(MetadataError::InvalidRequest(format!(
+                "topic id {id} is recorded as deleted"
+            )));
+        }
+        let mut record =
+            self.plan_create_topic_checked(name, partition_count, 1, Vec::new(), false)?;
+        if let MetadataRecord::TopicCreated { id: planned, .. } = &mut record {
+            *planned = id;
+        }
+        let state = self.change(record, false).await?;
+        topic_named(&state, name)
     }
 
     /// Kafka's DeleteTopics for one topic. Returns the deleted topic, so that the caller can
@@ -293,6 +361,19 @@ impl MetadataStore {
         replication_factor: i16,
         configs: Vec<(String, String)>,
     ) -> Result<MetadataRecord, MetadataError> {
+        self.plan_create_topic_checked(name, partition_count, replication_factor, configs, true)
+    }
+
+    /// Plans a new topic; `refuse_orphaned` refuses a name whose partition directories hold
+    /// data the metadata does not know (everyone but the adoption of that data).
+    fn plan_create_topic_checked(
+        &self,
+        name: &str,
+        partition_count: i32,
+        replication_factor: i16,
+        configs: Vec<(String, String)>,
+        refuse_orphaned: bool,
+    ) -> Result<MetadataRecord, MetadataError> {
         let partition_count = match partition_count {
             -1 => self.default_partition_count.get(),
             count => count,
@@ -310,6 +391,20 @@ impl MetadataStore {
         let metadata = &state.metadata;
         if metadata.topic(name).is_some() {
             return Err(MetadataError::TopicAlreadyExists { name: name.into() });
+        }
+        let orphaned: Vec<&str> = self
+            .orphans
+            .iter()
+            .filter(|o| o.topic == name)
+            .map(|o| o.dir_name.as_str())
+            .collect();
+        if refuse_orphaned && !orphaned.is_empty() {
+            return Err(MetadataError::OrphanedData(format!(
+                "Topic '{name}' cannot be created: the data directory holds its partitions {} \
+                 from a topic the metadata does not know. They are kept; stop the broker and run \
+                 `ringlog recover-metadata` to adopt them, or move them out of the data directory.",
+                orphaned.join(", ")
+            )));
         }
         if name.contains(['.', '_']) {
             if let Some(existing) = metadata
@@ -576,14 +671,7 @@ fn check_broker_partition_limit(
 /// recovery: starting a new cluster would orphan (and a cleanup would delete) that data.
 async fn refuse_orphaned_partitions(data_dir: &Path) -> Result<(), MetadataError> {
     for name in file::list_dir(data_dir).await? {
-        let Some((topic, partition)) = name.rsplit_once('-') else {
-            continue;
-        };
-        if name == METADATA_LOG_DIR_NAME
-            || partition.is_empty()
-            || !partition.bytes().all(|b| b.is_ascii_digit())
-            || naming::validate_topic_name(topic).is_err()
-        {
+        if partition_dirs::parse_dir_name(&name).is_none() {
             continue;
         }
         // Only a directory holding segments counts; `list_dir` fails on a plain file.
@@ -594,8 +682,11 @@ async fn refuse_orphaned_partitions(data_dir: &Path) -> Result<(), MetadataError
             return Err(MetadataError::CorruptLog {
                 offset: 0,
                 reason: format!(
-                    "the metadata log is empty but {} holds partition {name}; refusing to start \
-                     a new cluster over existing data (move the partitions away to do so)",
+                    "the metadata log is missing or empty but {} holds partition {name}; \
+                     refusing to start a new cluster over existing data: stop here and run \
+                     `ringlog recover-metadata --data-dir {}` to rebuild the metadata of the \
+                     partitions found, or move them away",
+                    data_dir.display(),
                     data_dir.display()
                 ),
             });
@@ -604,7 +695,117 @@ async fn refuse_orphaned_partitions(data_dir: &Path) -> Result<(), MetadataError
     Ok(())
 }
 
-/// Rebuilds the state from every record of the log, checking each batch and its offset.
+/// Refuses to open a metadata log with damage that is not a torn tail. Each change is made
+/// durable before the next is written, so only the last record can be torn by a crash: an
+/// invalid batch with a valid one after it is damage, and recovery would cut every change
+/// after it. The segments are small (`metadata_log_config`), so they are read whole.
+async fn refuse_damaged_log(dir: &Path, data_dir: &Path) -> Result<(), MetadataError> {
+    let Ok(mut names) = file::list_dir(dir).await else {
+        return Ok(());
+    };
+    names.retain(|n| n.ends_with(".log"));
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let Some(bytes) = file::read_small_file(&path).await? else {
+            continue;
+        };
+        if let Some(damage) = find_damage(&bytes) {
+            return Err(MetadataError::CorruptLog {
+                offset: damage.base_offset_after,
+                reason: format!(
+                    "{} is damaged at byte {} ({}), and {} valid change record(s) follow, which \
+                     starting would cut. Restore the file from a copy, or stop here and run \
+                     `ringlog recover-metadata --data-dir {}`: it keeps the records before the \
+                     damage and rebuilds the topics of the partition directories it finds",
+                    path.display(),
+                    damage.position,
+                    damage.reason,
+                    damage.valid_batches_after,
+                    data_dir.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Damage in the middle of a metadata segment.
+#[derive(Debug, PartialEq, Eq)]
+struct Damage {
+    position: usize,
+    reason: String,
+    valid_batches_after: usize,
+    /// Base offset of the first valid batch after the damage.
+    base_offset_after: i64,
+}
+
+/// Walks the segment's batches; at the first invalid one, looks for valid batches anywhere
+/// after it. A torn or zeroed tail has none.
+fn find_damage(bytes: &[u8]) -> Option<Damage> {
+    // Where the magic byte sits in a batch header.
+    const MAGIC_POSITION: usize = 16;
+    let mut position = 0;
+    let reason = loop {
+        match batch::validate(&bytes[position..]) {
+            Ok(header) => position += header.size_bytes(),
+            Err(error) => break error.to_string(),
+        }
+    };
+    let damaged_at = position;
+    let mut valid_batches_after = 0;
+    let mut base_offset_after = None;
+    let mut candidate = damaged_at + 1;
+    while candidate + BATCH_HEADER_SIZE_BYTES <= bytes.len() {
+        if bytes[candidate + MAGIC_POSITION] == batch::MAGIC_V2 as u8 {
+            if let Ok(header) = batch::validate(&bytes[candidate..]) {
+                valid_batches_after += 1;
+                base_offset_after.get_or_insert(header.base_offset.get());
+                candidate += header.size_bytes();
+                continue;
+            }
+        }
+        candidate += 1;
+    }
+    base_offset_after.map(|base_offset_after| Damage {
+        position: damaged_at,
+        reason,
+        valid_batches_after,
+        base_offset_after,
+    })
+}
+
+/// Finishes the deletion of partition directories of deleted topics, and reports (and
+/// returns) those the metadata does not explain.
+async fn settle_partition_dirs(
+    data_dir: &Path,
+    metadata: &ClusterMetadata,
+) -> Result<Vec<OrphanDir>, MetadataError> {
+    let (orphans, of_deleted) = partition_dirs::find_unexplained(
+        data_dir,
+        |topic, partition| {
+            metadata
+                .topic(topic)
+                .is_some_and(|t| t.shard_of(partition).is_some())
+        },
+        &metadata.deleted_topic_ids,
+    )
+    .await?;
+    for dir in of_deleted {
+        tracing::info!(dir = %dir.display(), "removing a deleted topic's partition directory");
+        partition_dirs::discard(&dir).await?;
+    }
+    for orphan in &orphans {
+        tracing::warn!(
+            dir = %data_dir.join(&orphan.dir_name).display(),
+            marker = ?orphan.marker,
+            "partition directory unknown to the metadata: its data is kept and not served; \
+             run `ringlog recover-metadata` with the broker stopped to adopt it"
+        );
+    }
+    Ok(orphans)
+}
+
 async fn replay(
     log: &PartitionLog,
     mut state: MetadataState,

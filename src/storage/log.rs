@@ -361,6 +361,11 @@ impl PartitionLog {
         self.durable_changed.notify_all();
     }
 
+    /// Why the log refuses writes, once it has failed.
+    pub fn failure(&self) -> Option<String> {
+        self.state.borrow().failure.clone()
+    }
+
     /// Fails the log for `reason` unless it has failed already: writes are refused and
     /// durability waiters get the reason, until the log is reopened.
     fn record_failure(&self, reason: String) {

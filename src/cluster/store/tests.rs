@@ -663,3 +663,116 @@ fn a_lost_metadata_log_beside_partition_data_is_refused() {
         open(&data_dir).await.close().await.unwrap();
     });
 }
+
+/// A flipped byte in an earlier record, with valid records after it, is damage: the store
+/// refuses to open rather than cut the later changes. A torn last record is cut as before.
+#[test]
+fn damage_before_valid_records_is_refused_and_a_torn_tail_is_cut() {
+    let (_tmp, data_dir) = temp_data_dir();
+    let segment = data_dir
+        .join(METADATA_LOG_DIR_NAME)
+        .join("00000000000000000000.log");
+    run({
+        let data_dir = data_dir.clone();
+        move || async move {
+            let store = open(&data_dir).await;
+            for i in 0..4 {
+                create(&store, &format!("t{i}"), 1).await;
+            }
+            store.close().await.unwrap();
+        }
+    });
+    let pristine = std::fs::read(&segment).unwrap();
+    let mut positions = Vec::new();
+    let mut position = 0;
+    while let Ok(header) = batch::validate(&pristine[position..]) {
+        positions.push(position);
+        position += header.size_bytes();
+    }
+    assert_eq!(positions.len(), 5, "cluster id and four topics");
+    // Inside the second record's payload: three valid records follow.
+    let mut damaged = pristine.clone();
+    damaged[positions[1] + BATCH_HEADER_SIZE_BYTES + 3] ^= 0x20;
+    assert_eq!(
+        find_damage(&damaged).map(|d| d.valid_batches_after),
+        Some(3)
+    );
+    std::fs::write(&segment, &damaged).unwrap();
+    run({
+        let data_dir = data_dir.clone();
+        move || async move {
+            match open_with(&data_dir, SHARD_COUNT).await {
+                Err(MetadataError::CorruptLog { reason, .. }) => {
+                    assert!(reason.contains("recover-metadata"), "{reason}")
+                }
+                Err(other) => panic!("unexpected error {other}"),
+                Ok(_) => panic!("a log damaged before valid records opened"),
+            }
+        }
+    });
+    assert_eq!(std::fs::read(&segment).unwrap(), damaged, "nothing was cut");
+    // The last record damaged: no valid record after it, a torn tail.
+    let mut torn = pristine.clone();
+    torn[positions[4] + BATCH_HEADER_SIZE_BYTES + 3] ^= 0x20;
+    assert_eq!(find_damage(&torn), None);
+    assert_eq!(find_damage(&pristine), None);
+    std::fs::write(&segment, &torn).unwrap();
+    run(move || async move {
+        let store = open(&data_dir).await;
+        assert_eq!(store.snapshot().topics.len(), 3);
+        store.close().await.unwrap();
+    });
+}
+
+/// Partition directories the metadata does not know keep their data, and a topic of their
+/// name is not created over them; those of a topic recorded as deleted are removed.
+#[test]
+fn unexplained_partition_directories_are_kept_and_block_their_name() {
+    let (_tmp, data_dir) = temp_data_dir();
+    run(move || async move {
+        let store = open(&data_dir).await;
+        let doomed = create(&store, "doomed", 1).await;
+        store.delete_topic("doomed").await.unwrap();
+        store.close().await.unwrap();
+        let write_partition = |name: &str, marker: &str| {
+            let dir = data_dir.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("00000000000000000000.log"), b"data").unwrap();
+            std::fs::write(dir.join("partition.metadata"), marker).unwrap();
+        };
+        let stranger = uuid::Uuid::new_v4();
+        write_partition("lost-0", &partition_dirs::marker_contents(stranger));
+        write_partition("lost-2", "version: 0\ntopic_id: \u{1}garbage\n");
+        write_partition("doomed-0", &partition_dirs::marker_contents(doomed.id));
+        let store = open(&data_dir).await;
+        let orphans: Vec<&str> = store
+            .orphans()
+            .iter()
+            .map(|o| o.dir_name.as_str())
+            .collect();
+        assert_eq!(orphans, ["lost-0", "lost-2"]);
+        assert!(
+            !data_dir.join("doomed-0").exists(),
+            "a deleted topic's data goes"
+        );
+        assert!(data_dir
+            .join("lost-0")
+            .join("00000000000000000000.log")
+            .exists());
+        let refused = store
+            .create_topic("lost", 1, 1, Vec::new(), false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, MetadataError::OrphanedData(_)),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("recover-metadata"),
+            "{refused}"
+        );
+        let adopted = store.adopt_topic("lost", stranger, 3).await.unwrap();
+        assert_eq!((adopted.id, adopted.partition_count()), (stranger, 3));
+        store.close().await.unwrap();
+    });
+}
