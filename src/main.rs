@@ -32,6 +32,12 @@ enum Command {
         after_help = "Examples:\n  ringlog dump-log ringlog-data/orders-0\n  ringlog dump-log --batches ringlog-data/orders-0"
     )]
     DumpLog(ringlog::cli::dump_log::Args),
+    /// With the broker stopped: rebuild the metadata of partition directories it no longer
+    /// explains (after a lost or damaged metadata log), so their data is served again.
+    #[command(after_help = "Examples:
+  ringlog recover-metadata --data-dir /var/lib/ringlog
+  ringlog recover-metadata --data-dir ./ringlog-data --smp 4")]
+    RecoverMetadata(ringlog::cli::recover_metadata::Args),
     /// Check or apply host tuning (CPU governor, IRQ affinity, I/O scheduler, sysctls, memlock)
     /// from a profile in tuning/. Exit codes: 0 as wanted, 1 settings differ, 2 bad profile,
     /// 3 some changes could not be applied.
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
             .and_then(ringlog::server::serve)
             .map(|()| ExitCode::SUCCESS),
         Command::DumpLog(args) => ringlog::cli::dump_log::run(args),
+        Command::RecoverMetadata(args) => ringlog::cli::recover_metadata::run(args),
         Command::Tune(args) => ringlog::cli::tune::run(args),
         Command::Topic(args) => ringlog::cli::topic::run(args),
         Command::Produce(args) => ringlog::cli::produce::run(args),

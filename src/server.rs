@@ -161,7 +161,7 @@ pub const DATA_DIR_LOCK_FILE: &str = ".lock";
 /// Takes the data directory's lock (`flock`, released by the kernel when the process ends, so
 /// a `kill -9` leaves nothing to clean up) and writes this process's id into it for the next
 /// one's error message.
-fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+pub fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
     use std::os::fd::AsRawFd;
     let path = data_dir.join(DATA_DIR_LOCK_FILE);

@@ -55,6 +55,19 @@ struct Ready {
     ready: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<Pending>,
+    /// Partitions that cannot serve, with why: the broker serves the others.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    offline_partitions: Vec<OfflinePartition>,
+    /// Partition directories the metadata does not explain, kept with their data.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    orphaned_partition_dirs: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct OfflinePartition {
+    topic: String,
+    partition: i32,
+    reason: String,
 }
 
 async fn ready() -> (StatusCode, Json<Ready>) {
@@ -66,9 +79,26 @@ async fn ready() -> (StatusCode, Json<Ready>) {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let views = crate::metrics::snapshot::latest();
+    let offline_partitions = views
+        .iter()
+        .flat_map(|view| view.partitions.iter())
+        .filter(|p| !p.online)
+        .map(|p| OfflinePartition {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            reason: p.offline_reason.clone().unwrap_or_default(),
+        })
+        .collect();
+    let orphaned_partition_dirs = views
+        .iter()
+        .flat_map(|view| view.orphaned_partition_dirs.iter().cloned())
+        .collect();
     let body = Ready {
         ready: is_ready,
         pending: (!is_ready).then_some(pending),
+        offline_partitions,
+        orphaned_partition_dirs,
     };
     (status, Json(body))
 }

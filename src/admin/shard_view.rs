@@ -48,12 +48,14 @@ pub fn view_of(shard: &Shard, cache: &BatchCache) -> ShardView {
                 continue;
             }
             let id = TopicPartition::new(topic.name.clone(), index as i32);
+            let offline_reason = shard.offline_reason(&id).map(|r| r.to_string());
             partitions.push(match shard.partition(&id) {
                 Some(open) => PartitionView {
                     topic: id.topic,
                     partition: id.partition,
                     shard: shard.id,
-                    online: true,
+                    online: offline_reason.is_none(),
+                    offline_reason,
                     log_end_offset: open.log.log_end_offset(),
                     high_watermark: open.log.high_watermark(),
                     log_start_offset: open.log.log_start_offset(),
@@ -65,6 +67,9 @@ pub fn view_of(shard: &Shard, cache: &BatchCache) -> ShardView {
                     partition: id.partition,
                     shard: shard.id,
                     online: false,
+                    offline_reason: Some(
+                        offline_reason.unwrap_or_else(|| "not opened yet".to_string()),
+                    ),
                     log_end_offset: -1,
                     high_watermark: -1,
                     log_start_offset: -1,
@@ -85,5 +90,6 @@ pub fn view_of(shard: &Shard, cache: &BatchCache) -> ShardView {
         batch_cache_misses: cache.misses,
         write_buffer_pool_bytes: crate::storage::write_buffer_pool_bytes() as u64,
         write_inflight_bytes: crate::storage::write_budget::inflight_bytes() as u64,
+        orphaned_partition_dirs: shard.orphaned_partition_dirs(),
     }
 }

@@ -139,6 +139,13 @@ impl Shard {
         self.partitions.borrow().values().cloned().collect()
     }
 
+    /// Shard 0: partition directories the metadata did not explain at start-up.
+    pub fn orphaned_partition_dirs(&self) -> Vec<String> {
+        self.store.as_ref().map_or_else(Vec::new, |store| {
+            store.orphans().iter().map(|o| o.dir_name.clone()).collect()
+        })
+    }
+
     /// Why `id` cannot serve, when it cannot.
     pub fn offline_reason(&self, id: &TopicPartition) -> Option<Rc<str>> {
         self.offline.borrow().get(id).cloned()

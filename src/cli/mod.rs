@@ -10,6 +10,7 @@ pub mod consume;
 pub mod dump_log;
 pub mod group;
 pub mod produce;
+pub mod recover_metadata;
 pub mod table;
 pub mod topic;
 pub mod tune;

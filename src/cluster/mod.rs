@@ -33,8 +33,8 @@ pub use config_defs::ConfigType;
 pub use error::MetadataError;
 pub use metadata::{ClusterMetadata, PartitionAssignment, TopicMetadata};
 pub use naming::{
-    is_internal_topic, names_collide, validate_topic_name, CLUSTER_ID_LENGTH, METADATA_TOPIC_NAME,
-    TOPIC_NAME_LENGTH_MAX,
+    generate_topic_id, is_internal_topic, names_collide, validate_topic_name, CLUSTER_ID_LENGTH,
+    METADATA_TOPIC_NAME, TOPIC_NAME_LENGTH_MAX,
 };
 pub use records::PARTITIONS_PER_TOPIC_MAX;
 pub use store::{

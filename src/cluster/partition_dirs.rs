@@ -77,8 +77,9 @@ pub async fn read_marker(dir: &Path) -> crate::storage::Result<Marker> {
 
 /// Whether `dir` holds any segment file.
 async fn has_segments(dir: &Path) -> bool {
-    match file::list_dir(dir).await {
-        Ok(names) => names.iter().any(|n| n.ends_with(SEGMENT_FILE_EXTENSION)),
+    match file::list_dir_if_exists(dir).await {
+        Ok(None) => false,
+        Ok(Some(names)) => names.iter().any(|n| n.ends_with(SEGMENT_FILE_EXTENSION)),
         // Unlistable: assume data, so that nothing is discarded on a guess.
         Err(_) => true,
     }

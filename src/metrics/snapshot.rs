@@ -25,8 +25,11 @@ pub struct PartitionView {
     pub topic: String,
     pub partition: i32,
     pub shard: usize,
-    /// False when the partition is assigned to the shard but could not be opened.
+    /// False when the partition is assigned to the shard but cannot serve.
     pub online: bool,
+    /// Why it cannot serve, when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline_reason: Option<String>,
     pub log_end_offset: i64,
     pub high_watermark: i64,
     pub log_start_offset: i64,
@@ -49,6 +52,8 @@ pub struct ShardView {
     pub write_buffer_pool_bytes: u64,
     /// Bytes of direct writes the shard has in flight, over all its files.
     pub write_inflight_bytes: u64,
+    /// Shard 0: partition directories the metadata does not explain, kept with their data.
+    pub orphaned_partition_dirs: Vec<String>,
 }
 
 static SLOTS: [Mutex<Option<Arc<ShardView>>>; SHARDS_MAX] =
@@ -135,7 +140,7 @@ struct Derived<T> {
     value: fn(&T) -> f64,
 }
 
-const SHARD_GAUGES: [Derived<ShardView>; 6] = [
+const SHARD_GAUGES: [Derived<ShardView>; 7] = [
     Derived {
         name: "shard_partitions",
         help: "Partitions the shard owns and serves",
@@ -144,9 +149,15 @@ const SHARD_GAUGES: [Derived<ShardView>; 6] = [
     },
     Derived {
         name: "partitions_offline",
-        help: "Partitions assigned to the shard that could not be opened (the broker log says why)",
+        help: "Partitions assigned to the shard that cannot serve (/v1/ready and the broker log say why)",
         unit: None,
         value: |v| v.partitions.iter().filter(|p| !p.online).count() as f64,
+    },
+    Derived {
+        name: "orphaned_partition_dirs",
+        help: "Partition directories the metadata does not explain, kept with their data and not served (run ringlog recover-metadata)",
+        unit: None,
+        value: |v| v.orphaned_partition_dirs.len() as f64,
     },
     Derived {
         name: "partitions_under_replicated",

@@ -252,6 +252,25 @@ pub async fn list_dir(path: &Path) -> Result<Vec<String>> {
     .map_err(|e| StorageError::io(format!("listing {}", path.display()), e))
 }
 
+/// `list_dir`, with `None` for a directory that does not exist.
+pub async fn list_dir_if_exists(path: &Path) -> Result<Option<Vec<String>>> {
+    let owned = path.to_path_buf();
+    blocking(move || -> io::Result<Option<Vec<String>>> {
+        let entries = match std::fs::read_dir(&owned) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(Some(names))
+    })
+    .await
+    .map_err(|e| StorageError::io(format!("listing {}", path.display()), e))
+}
+
 pub async fn remove_file(path: &Path) -> Result<()> {
     let owned = path.to_path_buf();
     blocking(move || match std::fs::remove_file(&owned) {

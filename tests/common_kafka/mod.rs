@@ -98,6 +98,16 @@ impl Broker {
         self.spawn();
     }
 
+    /// Starts the (stopped) broker again on the same ports and data, and waits until it serves.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
+    /// Starts the (stopped) broker again and returns at once.
+    pub fn launch_again(&mut self) {
+        self.launch();
+    }
+
     fn spawn(&mut self) {
         self.launch();
         self.wait_ready();
@@ -447,4 +457,40 @@ pub fn produce_batch(
         response.responses[0].partition_responses[0].error_code,
         size_bytes,
     )
+}
+
+/// The Metadata answer for one topic (v12), creating it when `auto_create` and the broker allow.
+pub fn metadata_topic(
+    client: &mut Client,
+    name: &str,
+    auto_create: bool,
+) -> kafka_protocol::messages::metadata_response::MetadataResponseTopic {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, TopicName};
+    let mut wanted = MetadataRequestTopic::default();
+    wanted.name = Some(TopicName(StrBytes::from_string(name.to_string())));
+    let mut request = MetadataRequest::default();
+    request.topics = Some(vec![wanted]);
+    request.allow_auto_topic_creation = auto_create;
+    let mut response = client.send(12, &request);
+    response.topics.remove(0)
+}
+
+/// ListOffsets (v7) for one partition at `timestamp` (-1 latest, -2 earliest): error code and
+/// offset.
+pub fn list_offset(client: &mut Client, name: &str, partition: i32, timestamp: i64) -> (i16, i64) {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
+    let mut entry = ListOffsetsPartition::default();
+    entry.partition_index = partition;
+    entry.timestamp = timestamp;
+    let mut wanted = ListOffsetsTopic::default();
+    wanted.name = TopicName(StrBytes::from_string(name.to_string()));
+    wanted.partitions = vec![entry];
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.topics = vec![wanted];
+    let mut response = client.send(7, &request);
+    let answer = response.topics.remove(0).partitions.remove(0);
+    (answer.error_code, answer.offset)
 }
