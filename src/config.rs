@@ -135,12 +135,24 @@ impl ServerConfig {
             .kafka_addr
             .or(file.kafka_addr)
             .unwrap_or_else(|| DEFAULT_KAFKA_ADDR.parse().expect("valid default"));
-        let advertised = args
-            .advertised_addr
-            .clone()
-            .or(file.advertised_addr)
-            .unwrap_or_else(|| kafka_addr.to_string());
+        let advertised = match args.advertised_addr.clone().or(file.advertised_addr) {
+            Some(advertised) => advertised,
+            // Clients cannot connect to 0.0.0.0: as Kafka does for a listener without a host,
+            // advertise the machine's name.
+            None if kafka_addr.ip().is_unspecified() => {
+                format!("{}:{}", host_name()?, kafka_addr.port())
+            }
+            None => kafka_addr.to_string(),
+        };
         let (advertised_host, advertised_port) = split_host_port(&advertised)?;
+        if advertised_host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+        {
+            anyhow::bail!(
+                "--advertised-addr {advertised} is not an address clients can connect to: give the host name or address they should use"
+            );
+        }
         let cpus = match args.cpus.as_deref().or(file.cpus.as_deref()) {
             Some(list) => Some(parse_cpu_list(list).map_err(anyhow::Error::msg)?),
             None => None,
@@ -215,6 +227,18 @@ fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
 }
 
+/// This machine's host name, what Kafka advertises for a listener bound to every address.
+fn host_name() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = name.trim();
+    if name.is_empty() {
+        anyhow::bail!(
+            "--kafka-addr binds every address and the host name is unknown: say what clients should connect to with --advertised-addr"
+        );
+    }
+    Ok(name.to_string())
+}
+
 fn split_host_port(address: &str) -> anyhow::Result<(String, i32)> {
     let (host, port) = address
         .rsplit_once(':')
@@ -238,6 +262,25 @@ mod tests {
         assert_eq!(config.advertised_port, 9092);
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(config.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn a_wildcard_listener_advertises_the_host_name_and_never_the_wildcard() {
+        let args = ServeArgs {
+            kafka_addr: Some("0.0.0.0:9192".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let config = ServerConfig::resolve(&args).unwrap();
+        assert_eq!(config.advertised_host, host_name().unwrap());
+        assert_eq!(config.advertised_port, 9192);
+        for wildcard in ["0.0.0.0:9092", "[::]:9092"] {
+            let args = ServeArgs {
+                advertised_addr: Some(wildcard.into()),
+                ..ServeArgs::default()
+            };
+            let error = ServerConfig::resolve(&args).unwrap_err().to_string();
+            assert!(error.contains("--advertised-addr"), "{error}");
+        }
     }
 
     #[test]
