@@ -551,3 +551,29 @@ fn the_offsets_topic_cannot_be_deleted_or_grown() {
         POLICY_VIOLATION
     );
 }
+
+/// Kafka expires a member on time: a DeleteGroups right after the last member's session ran
+/// out succeeds, whenever the broker's own timer pass comes next.
+#[test]
+fn a_group_whose_members_just_expired_can_be_deleted() {
+    let broker = Broker::start_with_config(FAST_GROUPS);
+    let mut client = broker.client();
+    for round in 0..5 {
+        let group = format!("expiring-{round}");
+        find_coordinator(&mut client, &group);
+        let first = join(&mut client, &group, "", Bytes::from_static(b"sub"));
+        let member_id = first.member_id.to_string();
+        let joined = join(&mut client, &group, &member_id, Bytes::from_static(b"sub"));
+        assert_eq!(joined.error_code, NONE);
+        let (code, _) = sync(&mut client, &group, &member_id, joined.generation_id);
+        assert_eq!(code, NONE);
+        // Just past the 1 s session `join` asks for.
+        std::thread::sleep(std::time::Duration::from_millis(1_005));
+        let delete = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group))]);
+        assert_eq!(
+            client.send(2, &delete).results[0].error_code,
+            NONE,
+            "round {round}"
+        );
+    }
+}

@@ -246,6 +246,9 @@ impl GroupCoordinator {
         if !self.partitions.borrow().contains_key(&offsets_partition) {
             return GroupReply::failed(&op, codes::NOT_COORDINATOR);
         }
+        if let Some(group_id) = op.group_id() {
+            self.run_group_timers(group_id);
+        }
         match op {
             GroupOp::Join(request) => GroupReply::Join(self.join(offsets_partition, request).await),
             GroupOp::Sync(request) => GroupReply::Sync(self.sync(request).await),
@@ -667,6 +670,25 @@ impl GroupCoordinator {
     }
 
     /// Timers of every group; stores what changed.
+    /// Runs `group_id`'s due timers now (session expiry above all), so that a request is
+    /// answered as Kafka would, whose timers fire on time, not at the next poll.
+    fn run_group_timers(self: &Rc<Self>, group_id: &str) {
+        let now = self.now();
+        let record = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(group) = groups.get_mut(group_id) else {
+                return;
+            };
+            group.poll(now, &self.config);
+            group
+                .take_persist()
+                .then(|| (group.offsets_partition, stored_record(group)))
+        };
+        if let Some((index, record)) = record {
+            self.spawn_append(index, vec![record]);
+        }
+    }
+
     pub fn poll(self: &Rc<Self>) {
         let now = self.now();
         let mut changed = Vec::new();
