@@ -1210,3 +1210,95 @@ fn a_pending_write_behind_does_not_keep_a_dropped_log_alive() {
         assert!(weak.upgrade().is_none(), "the log outlived its last owner");
     });
 }
+
+/// Damage to sealed segments that would leave offsets the log claims but cannot read (a
+/// deleted segment, one cut at a batch boundary, a damaged length near its end) fails the open
+/// with the reason, instead of a log whose consumers stall without a word. A checkpointed log
+/// start past the end is ignored rather than hiding every record.
+#[test]
+fn sealed_segment_damage_fails_the_open_and_a_start_past_the_end_is_ignored() {
+    use ringlog::storage::checkpoint::PartitionCheckpoint;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    run(move || async move {
+        let pristine = root.join("pristine-0");
+        let log = open(&pristine, small_config()).await;
+        for i in 0..300u64 {
+            append_stored(&log, &make_batch(i, 5, 3000, 100 + i as i64)).await;
+        }
+        let bases = log.segment_base_offsets();
+        assert!(bases.len() >= 4, "small segments roll: {bases:?}");
+        let end = log.log_end_offset();
+        log.close().await.unwrap();
+        drop(log);
+        let copy = |name: &str| {
+            let dir = root.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            for entry in std::fs::read_dir(&pristine).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+            }
+            dir
+        };
+        let open_error = |dir: std::path::PathBuf| async move {
+            let cache = Rc::new(BatchCache::new(1 << 20));
+            match PartitionLog::open(
+                &dir,
+                small_config(),
+                cache,
+                Rc::new(SpaceGuard::unlimited()),
+            )
+            .await
+            {
+                Ok(_) => panic!("{} opened", dir.display()),
+                Err(error) => error.to_string(),
+            }
+        };
+
+        let deleted = copy("deleted-0");
+        for extension in ["log", "index", "timeindex"] {
+            std::fs::remove_file(deleted.join(format!("{:020}.{extension}", bases[1]))).unwrap();
+        }
+        let error = open_error(deleted).await;
+        assert!(error.contains("are missing"), "{error}");
+
+        let cut = copy("cut-0");
+        let path = cut.join(format!("{:020}.log", bases[0]));
+        let bytes = std::fs::read(&path).unwrap();
+        let mut position = 0;
+        let mut last_start = 0;
+        while let Ok(header) = batch::validate(&bytes[position..]) {
+            last_start = position;
+            position += header.size_bytes();
+        }
+        std::fs::write(&path, &bytes[..last_start]).unwrap();
+        let error = open_error(cut).await;
+        assert!(error.contains("are missing"), "{error}");
+
+        let damaged = copy("damaged-0");
+        let path = damaged.join(format!("{:020}.log", bases[0]));
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The last batch's length field (bytes 8..12 of its header).
+        bytes[last_start + 9] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let error = open_error(damaged).await;
+        assert!(error.contains("damaged batch"), "{error}");
+
+        let started_late = copy("late-0");
+        let checkpoint = PartitionCheckpoint::load(&started_late)
+            .await
+            .unwrap()
+            .unwrap();
+        PartitionCheckpoint {
+            log_start_offset: end + 1_000,
+            ..checkpoint
+        }
+        .store(&started_late)
+        .await
+        .unwrap();
+        let log = open(&started_late, small_config()).await;
+        assert_eq!(log.log_start_offset(), 0);
+        assert_eq!(log.log_end_offset(), end);
+        log.close().await.unwrap();
+    });
+}

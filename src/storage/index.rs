@@ -152,6 +152,10 @@ impl SegmentIndex {
             .unwrap_or(0)
     }
 
+    pub fn last_offset_entry(&self) -> Option<OffsetEntry> {
+        self.offsets.last().copied()
+    }
+
     pub fn last_time(&self) -> Option<TimeEntry> {
         self.times.last().copied()
     }

@@ -209,10 +209,16 @@ impl PartitionLog {
 
         let first_base = *segments.keys().next().expect("at least one segment");
         let log_end_offset = segments.values().next_back().expect("one").next_offset();
-        let log_start_offset = checkpoint
-            .log_start_offset
-            .max(first_base)
-            .min(log_end_offset);
+        // A start past the end cannot be written (DeleteRecords stops at the high watermark):
+        // a damaged checkpoint, which must not hide every record.
+        let checkpoint_start = if checkpoint.log_start_offset > log_end_offset {
+            tracing::error!(dir = %dir.display(), checkpoint_start = checkpoint.log_start_offset,
+                log_end_offset, "partition.state puts the log start past the log end; ignoring it");
+            first_base
+        } else {
+            checkpoint.log_start_offset
+        };
+        let log_start_offset = checkpoint_start.max(first_base).min(log_end_offset);
         let mut epochs: Vec<(i32, i64)> = checkpoint
             .epochs
             .iter()

@@ -330,7 +330,50 @@ impl Segment {
             tracing::warn!(dir = %dir.display(), base_offset, "index missing or damaged, rebuilding from the log");
             segment.rebuild_sealed_index(config).await?;
         }
+        segment.check_sealed_tail(next_offset, config).await?;
         Ok(segment)
+    }
+
+    /// Checks that a sealed segment's last batches, from its last index entry, are whole and
+    /// end at the offset the next segment starts from. A segment cut short, damaged near its
+    /// end, or followed by a deleted one would otherwise leave offsets the log claims but
+    /// cannot read, and consumers would stall there without a word. One small read.
+    async fn check_sealed_tail(&self, next_offset: i64, config: &LogConfig) -> Result<()> {
+        let (start, expected_offset) = match self.index.borrow().last_offset_entry() {
+            Some(entry) => (u64::from(entry.position), None),
+            None => (0, Some(self.base_offset)),
+        };
+        let size_bytes = self.size_bytes();
+        let batch_size_max = config.segment_bytes.max(config.max_message_bytes) as usize;
+        let outcome = scan::scan(
+            &self.log,
+            start,
+            size_bytes,
+            true,
+            expected_offset,
+            batch_size_max,
+            |_| ControlFlow::Continue(()),
+        )
+        .await?;
+        let problem = match (&outcome.stop, outcome.next_offset) {
+            (ScanStop::Invalid { position, reason }, _) => {
+                format!("a damaged batch at byte {position}: {reason}")
+            }
+            (_, Some(end)) if end != next_offset => format!(
+                "its batches end at offset {end} but the next segment starts at {next_offset}: \
+                 offsets {end}..{next_offset} are missing (a segment deleted or cut short)"
+            ),
+            (_, None) if next_offset != self.base_offset => {
+                format!("it holds no batch but the next segment starts at {next_offset}")
+            }
+            _ => return Ok(()),
+        };
+        Err(StorageError::LogFailed(format!(
+            "sealed segment {}/{:020}.log is inconsistent: {problem}; the partition stays \
+             offline with its data",
+            self.dir.display(),
+            self.base_offset
+        )))
     }
 
     /// Rebuilds a sealed segment's indexes with one full validating scan of its log.
