@@ -143,6 +143,57 @@ fn a_file_round_trips_and_topics_show_their_offsets() {
 }
 
 #[test]
+fn refused_admin_requests_fail_with_the_brokers_reason() {
+    let broker = Broker::start();
+    let brokers = broker.kafka_addr.to_string();
+    let run = |args: &[&str]| ringlog(&brokers, args, b"");
+    run(&["topic", "create", "kept", "--config", "segment.ms=3600000"]).ok();
+
+    // Each refusal names the config at fault, which only the broker's message does:
+    // librdkafka's own text for the code is "Configuration is invalid".
+    for (config, named) in [
+        ("retention.ms=soon", "retention.ms"),
+        ("retention.msx=1000", "retention.msx"),
+    ] {
+        let refused = run(&["topic", "alter-config", "kept", "--config", config]);
+        assert_one_line_error(&refused, "cannot alter the configs of 'kept'");
+        assert!(refused.stderr.contains(named), "{}", refused.stderr);
+        let refused = run(&["topic", "create", "other", "--config", config]);
+        assert_one_line_error(&refused, "cannot create topic 'other'");
+        assert!(refused.stderr.contains(named), "{}", refused.stderr);
+    }
+    let missing = run(&[
+        "topic",
+        "alter-config",
+        "missing",
+        "--config",
+        "retention.ms=1000",
+    ]);
+    assert_one_line_error(&missing, "'missing'");
+    let described = run(&["topic", "describe", "kept"]).ok().stdout_text();
+    assert!(described.contains("segment.ms=3600000"), "{described}");
+    assert!(!described.contains("retention.ms"), "{described}");
+    let listed = run(&["topic", "list"]).ok().stdout_text();
+    assert_eq!(listed, "kept\n");
+
+    // A partial failure is a failure, and says what did happen.
+    let deleted = run(&["topic", "delete", "kept", "missing"]);
+    assert!(!deleted.status.success(), "{}", deleted.stderr);
+    assert!(
+        deleted.stderr.contains("deleted topic 'kept'"),
+        "{}",
+        deleted.stderr
+    );
+    assert!(
+        deleted
+            .stderr
+            .contains("ringlog: topic 'missing' does not exist"),
+        "{}",
+        deleted.stderr
+    );
+}
+
+#[test]
 fn keys_headers_and_json() {
     let broker = Broker::start();
     let brokers = broker.kafka_addr.to_string();

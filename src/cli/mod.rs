@@ -3,6 +3,7 @@
 //! `group`, `bench`) are Kafka clients built on librdkafka, so they work against any
 //! Kafka-compatible broker, and run outside the broker's shards: blocking is fine here.
 
+pub mod admin;
 pub mod assignment;
 pub mod bench;
 pub mod client;

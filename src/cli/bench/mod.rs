@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::Offset;
@@ -29,7 +28,8 @@ use self::latency::LatencyRecorder;
 use self::producer::{ProducerCounters, ProducerOutcome, ProducerPlan};
 use self::progress::{Progress, Totals};
 use self::report::{BenchResult, Settings, Throughput};
-use super::client::{self, block_on, CliContext, ConnectArgs};
+use super::admin::Admin;
+use super::client::{self, CliContext, ConnectArgs};
 
 /// How often the progress line and the throughput samples are updated.
 const TICK: Duration = Duration::from_millis(100);
@@ -287,20 +287,13 @@ fn prepare_topic(
     metadata: &BaseConsumer<CliContext>,
 ) -> anyhow::Result<Vec<i32>> {
     let connect = &common.connect;
-    let admin = connect.admin()?;
-    client::fetch_metadata(admin.inner(), None, connect)?;
-    let topic = NewTopic::new(
-        &common.topic,
-        load.partitions,
-        TopicReplication::Fixed(load.replication_factor),
-    );
-    let results = block_on(admin.create_topics([&topic], &connect.admin_options()))
-        .map_err(|e| client::broker_error(&e, connect))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("cannot create topic '{name}': {}", client::code_text(code)),
-        }
+    let admin = Admin::new(connect)?;
+    client::fetch_metadata(admin.client(), None, connect)?;
+    let topic = &common.topic;
+    match admin.create_topic(topic, load.partitions, load.replication_factor, &[])? {
+        Ok(()) => {}
+        Err(refusal) if refusal.code == RDKafkaErrorCode::TopicAlreadyExists => {}
+        Err(refusal) => bail!("cannot create topic '{topic}': {}", refusal.text()),
     }
     // A topic just created may take a moment to show in metadata.
     let deadline = Instant::now() + connect.timeout();
