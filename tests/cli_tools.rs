@@ -7,7 +7,7 @@
 mod common_cli;
 mod common_kafka;
 
-use common_cli::{eventually, ringlog, Background, Run};
+use common_cli::{eventually, ringlog, ringlog_into_closed_pipe, Background, Run};
 use common_kafka::Broker;
 
 /// Groups complete their first rebalance at once, so tests do not wait out Kafka's delay.
@@ -410,6 +410,36 @@ fn groups_commit_show_lag_reset_and_delete() {
         &run(&["group", "describe", "billing"]),
         "consumer group 'billing' does not exist",
     );
+}
+
+#[test]
+fn a_closed_stdout_ends_a_tool_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let broker = Broker::start();
+    let brokers = broker.kafka_addr.to_string();
+    ringlog(&brokers, &["topic", "create", "piped"], b"").ok();
+    ringlog(&brokers, &["produce", "piped"], b"one\ntwo\n").ok();
+    let partition_dir = broker.data_dir().join("piped-0");
+    let partition_dir = partition_dir.to_str().expect("UTF-8 path");
+    for args in [
+        &["topic", "list"][..],
+        &["topic", "describe", "piped"],
+        &["group", "list"],
+        &["consume", "piped", "--from-beginning", "--exit-at-end"],
+        &["bench", "produce", "--topic", "piped", "--count", "10"],
+        &["dump-log", partition_dir],
+    ] {
+        let run = ringlog_into_closed_pipe(&brokers, args);
+        // As a Unix tool ends: at once by SIGPIPE, or having noticed and stopped.
+        assert!(
+            run.status.success() || run.status.signal() == Some(libc::SIGPIPE),
+            "{args:?} ended with {}: {}",
+            run.status,
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+    }
 }
 
 #[test]

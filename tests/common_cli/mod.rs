@@ -46,13 +46,33 @@ pub fn ringlog(brokers: &str, args: &[&str], stdin: &[u8]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ringlog starts");
-    let pid = child.id();
     let mut input = child.stdin.take().expect("stdin is piped");
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         // A tool that exits early closes its stdin; that is its business, not the test's.
         let _ = input.write_all(&stdin);
     });
+    let run = finish(child, args);
+    let _ = writer.join();
+    run
+}
+
+/// `ringlog ARGS` with its stdout a pipe that nobody reads, closed before the tool writes to
+/// it, as `ringlog ... | head -1` leaves it once `head` has its line.
+pub fn ringlog_into_closed_pipe(brokers: &str, args: &[&str]) -> Run {
+    let mut child = command(brokers, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ringlog starts");
+    drop(child.stdout.take());
+    finish(child, args)
+}
+
+/// Waits for `child` to exit, at most `RUN_LIMIT`, collecting what it printed.
+fn finish(child: Child, args: &[&str]) -> Run {
+    let pid = child.id();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = sender.send(child.wait_with_output());
@@ -68,7 +88,6 @@ pub fn ringlog(brokers: &str, args: &[&str], stdin: &[u8]) -> Run {
             panic!("ringlog {args:?} did not finish within {RUN_LIMIT:?}");
         }
     };
-    let _ = writer.join();
     Run {
         status: output.status,
         stdout: output.stdout,

@@ -186,13 +186,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )?,
         ),
     };
-    print!("{}", result.summary());
+    // The files first: a reader of stdout that has gone away ends the tool at its first write.
     if let Some(path) = &common.json {
         result.write_json(path)?;
     }
     if let Some(path) = &common.plot {
         plot::write_svg(path, &result)?;
     }
+    print!("{}", result.summary());
     let undelivered = result.produce.as_ref().map_or(0, |p| p.errors);
     if undelivered > 0 {
         bail!("{undelivered} messages were not delivered (see the notes above)");
