@@ -7,7 +7,7 @@
 mod common_cli;
 mod common_kafka;
 
-use common_cli::{eventually, ringlog, ringlog_into_closed_pipe, Background, Run};
+use common_cli::{eventually, ringlog, ringlog_into_closed_pipe, Background, Fed, Run};
 use common_kafka::Broker;
 
 /// Groups complete their first rebalance at once, so tests do not wait out Kafka's delay.
@@ -440,6 +440,81 @@ fn a_closed_stdout_ends_a_tool_quietly() {
         );
         assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
     }
+}
+
+/// The sum of the high watermarks of `topic`'s partitions, as `topic describe` shows them.
+fn high_watermarks(brokers: &str, topic: &str) -> i64 {
+    let described = ringlog(brokers, &["topic", "describe", topic], b"")
+        .ok()
+        .stdout_text();
+    table_rows(&described, "PARTITION")
+        .iter()
+        .map(|row| row[5].parse::<i64>().expect("high watermark"))
+        .sum()
+}
+
+/// Fifteen lines in one write, which the producer reads at once: with `PRODUCE_LINGERING`,
+/// the first ten fill a batch and go at once; the last five wait, unsent, for a flush.
+const FIFTEEN_LINES: &str = "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n";
+const PRODUCE_LINGERING: [&str; 6] = [
+    "-X",
+    "batch.num.messages=10",
+    "-X",
+    "linger.ms=600000",
+    "-X",
+    "message.timeout.ms=900000",
+];
+
+#[test]
+fn an_interrupted_produce_delivers_what_it_queued() {
+    let broker = Broker::start();
+    let brokers = broker.kafka_addr.to_string();
+    ringlog(&brokers, &["topic", "create", "signalled"], b"").ok();
+    let args: Vec<&str> = ["produce", "signalled"]
+        .into_iter()
+        .chain(PRODUCE_LINGERING)
+        .collect();
+    let mut producer = Fed::start(&brokers, &args);
+    producer.feed(FIFTEEN_LINES.as_bytes());
+    eventually("the first batch arrives", || {
+        (high_watermarks(&brokers, "signalled") >= 10).then_some(())
+    });
+    producer.signal(libc::SIGINT);
+    let (status, stderr) = producer.wait();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("produced 15 of 15 messages"),
+        "the summary: {stderr}"
+    );
+    assert_eq!(high_watermarks(&brokers, "signalled"), 15);
+}
+
+#[test]
+fn a_second_signal_ends_produce_at_once() {
+    let mut broker = Broker::start();
+    let brokers = broker.kafka_addr.to_string();
+    ringlog(&brokers, &["topic", "create", "stuck"], b"").ok();
+    // Far past the test's own limit on a run: only the second signal can end the wait.
+    let args: Vec<&str> = ["produce", "stuck", "--timeout-ms", "600000"]
+        .into_iter()
+        .chain(PRODUCE_LINGERING)
+        .collect();
+    let mut producer = Fed::start(&brokers, &args);
+    producer.feed(FIFTEEN_LINES.as_bytes());
+    eventually("the first batch arrives", || {
+        (high_watermarks(&brokers, "stuck") >= 10).then_some(())
+    });
+    // The five lingering messages now have nowhere to go.
+    broker.stop();
+    producer.signal(libc::SIGINT);
+    producer.wait_for_stderr("interrupted");
+    producer.signal(libc::SIGTERM);
+    let (status, stderr) = producer.wait();
+    assert_eq!(
+        status.code(),
+        Some(128 + libc::SIGTERM),
+        "{status}: {stderr}"
+    );
 }
 
 #[test]
