@@ -453,32 +453,38 @@ fn high_watermarks(brokers: &str, topic: &str) -> i64 {
         .sum()
 }
 
-/// Fifteen lines in one write, which the producer reads at once: with `PRODUCE_LINGERING`,
-/// the first ten fill a batch and go at once; the last five wait, unsent, for a flush.
-const FIFTEEN_LINES: &str = "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n";
-const PRODUCE_LINGERING: [&str; 6] = [
-    "-X",
-    "batch.num.messages=10",
-    "-X",
-    "linger.ms=600000",
-    "-X",
-    "message.timeout.ms=900000",
-];
+/// `ringlog produce TOPIC EXTRA_ARGS` fed fifteen lines in one write, which it reads at once:
+/// the first ten fill a batch and go out, which this waits to see; the last five linger, unsent
+/// until a flush.
+fn produce_with_five_lingering(brokers: &str, topic: &str, extra_args: &[&str]) -> Fed {
+    ringlog(brokers, &["topic", "create", topic], b"").ok();
+    let lingering = [
+        "-X",
+        "batch.num.messages=10",
+        "-X",
+        "linger.ms=600000",
+        "-X",
+        "message.timeout.ms=900000",
+    ];
+    let args: Vec<&str> = ["produce", topic]
+        .into_iter()
+        .chain(lingering)
+        .chain(extra_args.iter().copied())
+        .collect();
+    let mut producer = Fed::start(brokers, &args);
+    let lines: String = (0..15).map(|i| format!("{i}\n")).collect();
+    producer.feed(lines.as_bytes());
+    eventually("the first batch arrives", || {
+        (high_watermarks(brokers, topic) >= 10).then_some(())
+    });
+    producer
+}
 
 #[test]
 fn an_interrupted_produce_delivers_what_it_queued() {
     let broker = Broker::start();
     let brokers = broker.kafka_addr.to_string();
-    ringlog(&brokers, &["topic", "create", "signalled"], b"").ok();
-    let args: Vec<&str> = ["produce", "signalled"]
-        .into_iter()
-        .chain(PRODUCE_LINGERING)
-        .collect();
-    let mut producer = Fed::start(&brokers, &args);
-    producer.feed(FIFTEEN_LINES.as_bytes());
-    eventually("the first batch arrives", || {
-        (high_watermarks(&brokers, "signalled") >= 10).then_some(())
-    });
+    let producer = produce_with_five_lingering(&brokers, "signalled", &[]);
     producer.signal(libc::SIGINT);
     let (status, stderr) = producer.wait();
     assert!(status.success(), "{status}: {stderr}");
@@ -493,18 +499,8 @@ fn an_interrupted_produce_delivers_what_it_queued() {
 fn a_second_signal_ends_produce_at_once() {
     let mut broker = Broker::start();
     let brokers = broker.kafka_addr.to_string();
-    ringlog(&brokers, &["topic", "create", "stuck"], b"").ok();
-    // Far past the test's own limit on a run: only the second signal can end the wait.
-    let args: Vec<&str> = ["produce", "stuck", "--timeout-ms", "600000"]
-        .into_iter()
-        .chain(PRODUCE_LINGERING)
-        .collect();
-    let mut producer = Fed::start(&brokers, &args);
-    producer.feed(FIFTEEN_LINES.as_bytes());
-    eventually("the first batch arrives", || {
-        (high_watermarks(&brokers, "stuck") >= 10).then_some(())
-    });
-    // The five lingering messages now have nowhere to go.
+    // A long wait for the lingering messages, which would end in exit status 1.
+    let mut producer = produce_with_five_lingering(&brokers, "stuck", &["--timeout-ms", "600000"]);
     broker.stop();
     producer.signal(libc::SIGINT);
     producer.wait_for_stderr("interrupted");

@@ -14,7 +14,7 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use rdkafka::bindings as rd;
 use rdkafka::client::Client;
 use rdkafka::config::ClientConfig;
@@ -49,8 +49,8 @@ impl Refusal {
     }
 }
 
-/// The outcome for one named topic or group of a request about several.
-pub type NamedResult = (String, Result<(), Refusal>);
+/// The outcome for one named topic, config resource or group.
+pub type Named<T> = (String, Result<T, Refusal>);
 
 /// A topic config as DescribeConfigs reports it.
 #[derive(Clone, Debug)]
@@ -61,6 +61,84 @@ pub struct ConfigEntry {
     pub set_on_topic: bool,
     pub is_sensitive: bool,
 }
+
+/// One admin API as librdkafka's functions for it: `send` takes an array of request objects
+/// (`T`), the result event holds a result (`R`) listing one item (`I`) per object.
+struct Api<T, R, I> {
+    op: rd::rd_kafka_admin_op_t,
+    send: unsafe extern "C" fn(
+        *mut rd::rd_kafka_t,
+        *mut *mut T,
+        usize,
+        *const rd::rd_kafka_AdminOptions_t,
+        *mut rd::rd_kafka_queue_t,
+    ),
+    result: unsafe extern "C" fn(*mut rd::rd_kafka_event_t) -> *const R,
+    items: unsafe extern "C" fn(*const R, *mut usize) -> *mut *const I,
+    /// Whether librdkafka accepts an operation timeout: only for requests that wait on the
+    /// broker for the change to complete.
+    waits_for_completion: bool,
+}
+
+const CREATE_TOPICS: Api<
+    rd::rd_kafka_NewTopic_t,
+    rd::rd_kafka_CreateTopics_result_t,
+    rd::rd_kafka_topic_result_t,
+> = Api {
+    op: rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATETOPICS,
+    send: rd::rd_kafka_CreateTopics,
+    result: rd::rd_kafka_event_CreateTopics_result,
+    items: rd::rd_kafka_CreateTopics_result_topics,
+    waits_for_completion: true,
+};
+
+const DELETE_TOPICS: Api<
+    rd::rd_kafka_DeleteTopic_t,
+    rd::rd_kafka_DeleteTopics_result_t,
+    rd::rd_kafka_topic_result_t,
+> = Api {
+    op: rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETETOPICS,
+    send: rd::rd_kafka_DeleteTopics,
+    result: rd::rd_kafka_event_DeleteTopics_result,
+    items: rd::rd_kafka_DeleteTopics_result_topics,
+    waits_for_completion: true,
+};
+
+const DESCRIBE_CONFIGS: Api<
+    rd::rd_kafka_ConfigResource_t,
+    rd::rd_kafka_DescribeConfigs_result_t,
+    rd::rd_kafka_ConfigResource_t,
+> = Api {
+    op: rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS,
+    send: rd::rd_kafka_DescribeConfigs,
+    result: rd::rd_kafka_event_DescribeConfigs_result,
+    items: rd::rd_kafka_DescribeConfigs_result_resources,
+    waits_for_completion: false,
+};
+
+const ALTER_CONFIGS: Api<
+    rd::rd_kafka_ConfigResource_t,
+    rd::rd_kafka_AlterConfigs_result_t,
+    rd::rd_kafka_ConfigResource_t,
+> = Api {
+    op: rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ALTERCONFIGS,
+    send: rd::rd_kafka_AlterConfigs,
+    result: rd::rd_kafka_event_AlterConfigs_result,
+    items: rd::rd_kafka_AlterConfigs_result_resources,
+    waits_for_completion: false,
+};
+
+const DELETE_GROUPS: Api<
+    rd::rd_kafka_DeleteGroup_t,
+    rd::rd_kafka_DeleteGroups_result_t,
+    rd::rd_kafka_group_result_t,
+> = Api {
+    op: rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETEGROUPS,
+    send: rd::rd_kafka_DeleteGroups,
+    result: rd::rd_kafka_event_DeleteGroups_result,
+    items: rd::rd_kafka_DeleteGroups_result_groups,
+    waits_for_completion: false,
+};
 
 /// A librdkafka client that sends admin requests and reports every refusal with the broker's
 /// message.
@@ -97,97 +175,18 @@ impl Admin {
         replication_factor: i32,
         configs: &[(String, String)],
     ) -> anyhow::Result<Result<(), Refusal>> {
-        let name = c_string(topic)?;
-        let mut errstr = [0 as c_char; ERRSTR_SIZE_BYTES];
-        // SAFETY: `name` and `errstr` outlive the call, which copies the name and writes at
-        // most `errstr.len()` bytes, NUL included.
-        let raw = unsafe {
-            rd::rd_kafka_NewTopic_new(
-                name.as_ptr(),
-                partitions,
-                replication_factor,
-                errstr.as_mut_ptr(),
-                errstr.len(),
-            )
-        };
-        // SAFETY: a new topic from `rd_kafka_NewTopic_new`, owned by nothing else.
-        let Some(new_topic) = (unsafe { Owned::new(raw, rd::rd_kafka_NewTopic_destroy) }) else {
-            // SAFETY: librdkafka wrote a NUL-terminated message into `errstr` on failure.
-            let reason = unsafe { CStr::from_ptr(errstr.as_ptr()) }.to_string_lossy();
-            bail!("cannot create topic '{topic}': {reason}");
-        };
-        for (key, value) in configs {
-            let (key_c, value_c) = (c_string(key)?, c_string(value)?);
-            // SAFETY: a live new topic and NUL-terminated strings, which librdkafka copies.
-            let code = unsafe {
-                rd::rd_kafka_NewTopic_set_config(new_topic.ptr(), key_c.as_ptr(), value_c.as_ptr())
-            };
-            check_argument(code, key)?;
-        }
-        let results = self.request(
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATETOPICS,
-            |rk, options, queue| {
-                let mut topics = [new_topic.ptr()];
-                // SAFETY: every pointer is live for the call; librdkafka copies the topics
-                // and options and keeps its own reference to the queue.
-                unsafe { rd::rd_kafka_CreateTopics(rk, topics.as_mut_ptr(), 1, options, queue) }
-            },
-            |event| {
-                // SAFETY: a live event; the result is null unless it answers CreateTopics.
-                let result = unsafe { rd::rd_kafka_event_CreateTopics_result(event) };
-                if result.is_null() {
-                    return None;
-                }
-                let mut count = 0;
-                // SAFETY: a CreateTopics result owned by `event`.
-                let topics = unsafe { rd::rd_kafka_CreateTopics_result_topics(result, &mut count) };
-                // SAFETY: librdkafka's array of `count` topic results, owned by `event`.
-                Some(unsafe { topic_results(topics, count) })
-            },
-        )?;
+        let new_topic = new_topic(topic, partitions, replication_factor, configs)?;
+        let results = self.request(&CREATE_TOPICS, &[new_topic], topic_result)?;
         only_one(results, topic)
     }
 
-    pub fn delete_topics(&self, topics: &[&str]) -> anyhow::Result<Vec<NamedResult>> {
-        let mut owned = Vec::with_capacity(topics.len());
-        for topic in topics {
-            let name = c_string(topic)?;
-            // SAFETY: the name is NUL-terminated and copied by librdkafka.
-            let raw = unsafe { rd::rd_kafka_DeleteTopic_new(name.as_ptr()) };
-            // SAFETY: a delete-topic object just made, owned by nothing else.
-            owned.push(
-                unsafe { Owned::new(raw, rd::rd_kafka_DeleteTopic_destroy) }
-                    .ok_or_else(|| anyhow!("cannot delete topic '{topic}': out of memory"))?,
-            );
-        }
-        self.request(
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETETOPICS,
-            |rk, options, queue| {
-                let mut pointers: Vec<_> = owned.iter().map(Owned::ptr).collect();
-                // SAFETY: as for CreateTopics; `pointers` holds `len` live objects.
-                unsafe {
-                    rd::rd_kafka_DeleteTopics(
-                        rk,
-                        pointers.as_mut_ptr(),
-                        pointers.len(),
-                        options,
-                        queue,
-                    )
-                }
-            },
-            |event| {
-                // SAFETY: a live event; the result is null unless it answers DeleteTopics.
-                let result = unsafe { rd::rd_kafka_event_DeleteTopics_result(event) };
-                if result.is_null() {
-                    return None;
-                }
-                let mut count = 0;
-                // SAFETY: a DeleteTopics result owned by `event`.
-                let topics = unsafe { rd::rd_kafka_DeleteTopics_result_topics(result, &mut count) };
-                // SAFETY: librdkafka's array of `count` topic results, owned by `event`.
-                Some(unsafe { topic_results(topics, count) })
-            },
-        )
+    pub fn delete_topics(&self, topics: &[&str]) -> anyhow::Result<Vec<Named<()>>> {
+        let objects = by_name(
+            topics,
+            rd::rd_kafka_DeleteTopic_new,
+            rd::rd_kafka_DeleteTopic_destroy,
+        )?;
+        self.request(&DELETE_TOPICS, &objects, topic_result)
     }
 
     /// Every config of `topic`, defaults included.
@@ -196,43 +195,8 @@ impl Admin {
         topic: &str,
     ) -> anyhow::Result<Result<Vec<ConfigEntry>, Refusal>> {
         let resource = topic_resource(topic, &BTreeMap::new())?;
-        let mut results = self.request(
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS,
-            |rk, options, queue| {
-                let mut resources = [resource.ptr()];
-                // SAFETY: as for CreateTopics.
-                unsafe {
-                    rd::rd_kafka_DescribeConfigs(rk, resources.as_mut_ptr(), 1, options, queue)
-                }
-            },
-            |event| {
-                // SAFETY: a live event; the result is null unless it answers DescribeConfigs.
-                let result = unsafe { rd::rd_kafka_event_DescribeConfigs_result(event) };
-                if result.is_null() {
-                    return None;
-                }
-                let mut count = 0;
-                // SAFETY: a DescribeConfigs result owned by `event`.
-                let resources =
-                    unsafe { rd::rd_kafka_DescribeConfigs_result_resources(result, &mut count) };
-                // SAFETY: librdkafka's array of `count` resources, owned by `event`.
-                let resources = unsafe { array(resources, count) };
-                Some(
-                    resources
-                        .iter()
-                        // SAFETY: each a live config resource owned by `event`.
-                        .map(|&resource| unsafe { config_result(resource) })
-                        .collect::<Vec<_>>(),
-                )
-            },
-        )?;
-        if results.len() != 1 {
-            bail!(
-                "the broker answered DescribeConfigs for '{topic}' with {} resources",
-                results.len()
-            );
-        }
-        Ok(results.remove(0))
+        let results = self.request(&DESCRIBE_CONFIGS, &[resource], config_result)?;
+        only_one(results, topic)
     }
 
     /// Replaces every config set on `topic` with `configs` (Kafka's AlterConfigs: a config
@@ -243,155 +207,46 @@ impl Admin {
         configs: &BTreeMap<String, String>,
     ) -> anyhow::Result<Result<(), Refusal>> {
         let resource = topic_resource(topic, configs)?;
-        let mut results = self.request(
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ALTERCONFIGS,
-            |rk, options, queue| {
-                let mut resources = [resource.ptr()];
-                // SAFETY: as for CreateTopics.
-                unsafe { rd::rd_kafka_AlterConfigs(rk, resources.as_mut_ptr(), 1, options, queue) }
-            },
-            |event| {
-                // SAFETY: a live event; the result is null unless it answers AlterConfigs.
-                let result = unsafe { rd::rd_kafka_event_AlterConfigs_result(event) };
-                if result.is_null() {
-                    return None;
-                }
-                let mut count = 0;
-                // SAFETY: an AlterConfigs result owned by `event`.
-                let resources =
-                    unsafe { rd::rd_kafka_AlterConfigs_result_resources(result, &mut count) };
-                // SAFETY: librdkafka's array of `count` resources, owned by `event`.
-                let resources = unsafe { array(resources, count) };
-                Some(
-                    resources
-                        .iter()
-                        // SAFETY: each a live config resource owned by `event`.
-                        .map(|&resource| unsafe { config_result(resource) }.map(|_| ()))
-                        .collect::<Vec<_>>(),
-                )
-            },
+        let results = self.request(&ALTER_CONFIGS, &[resource], config_result)?;
+        Ok(only_one(results, topic)?.map(|_| ()))
+    }
+
+    pub fn delete_groups(&self, groups: &[&str]) -> anyhow::Result<Vec<Named<()>>> {
+        let objects = by_name(
+            groups,
+            rd::rd_kafka_DeleteGroup_new,
+            rd::rd_kafka_DeleteGroup_destroy,
         )?;
-        if results.len() != 1 {
-            bail!(
-                "the broker answered AlterConfigs for '{topic}' with {} resources",
-                results.len()
-            );
-        }
-        Ok(results.remove(0))
+        self.request(&DELETE_GROUPS, &objects, group_result)
     }
 
-    pub fn delete_groups(&self, groups: &[&str]) -> anyhow::Result<Vec<NamedResult>> {
-        let mut owned = Vec::with_capacity(groups.len());
-        for group in groups {
-            let name = c_string(group)?;
-            // SAFETY: the name is NUL-terminated and copied by librdkafka.
-            let raw = unsafe { rd::rd_kafka_DeleteGroup_new(name.as_ptr()) };
-            // SAFETY: a delete-group object just made, owned by nothing else.
-            owned.push(
-                unsafe { Owned::new(raw, rd::rd_kafka_DeleteGroup_destroy) }
-                    .ok_or_else(|| anyhow!("cannot delete group '{group}': out of memory"))?,
-            );
-        }
-        self.request(
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETEGROUPS,
-            |rk, options, queue| {
-                let mut pointers: Vec<_> = owned.iter().map(Owned::ptr).collect();
-                // SAFETY: as for CreateTopics; `pointers` holds `len` live objects.
-                unsafe {
-                    rd::rd_kafka_DeleteGroups(
-                        rk,
-                        pointers.as_mut_ptr(),
-                        pointers.len(),
-                        options,
-                        queue,
-                    )
-                }
-            },
-            |event| {
-                // SAFETY: a live event; the result is null unless it answers DeleteGroups.
-                let result = unsafe { rd::rd_kafka_event_DeleteGroups_result(event) };
-                if result.is_null() {
-                    return None;
-                }
-                let mut count = 0;
-                // SAFETY: a DeleteGroups result owned by `event`.
-                let groups = unsafe { rd::rd_kafka_DeleteGroups_result_groups(result, &mut count) };
-                // SAFETY: librdkafka's array of `count` group results, owned by `event`.
-                let groups = unsafe { array(groups, count) };
-                Some(
-                    groups
-                        .iter()
-                        .map(|&group| {
-                            // SAFETY: a live group result owned by `event`; its error is null
-                            // when the group was deleted, else owned by the result.
-                            unsafe {
-                                let name = text(rd::rd_kafka_group_result_name(group));
-                                let error = rd::rd_kafka_group_result_error(group);
-                                let outcome = if error.is_null() {
-                                    Ok(())
-                                } else {
-                                    Err(refusal(
-                                        rd::rd_kafka_error_code(error),
-                                        rd::rd_kafka_error_string(error),
-                                    ))
-                                };
-                                (name.unwrap_or_default(), outcome)
-                            }
-                        })
-                        .collect(),
-                )
-            },
-        )
-    }
-
-    /// Sends one admin request on a reply queue of its own and waits for its result event:
-    /// `start` issues the request, `read` copies what it needs out of the event (None when the
-    /// event is not the expected result). A failure of the request as a whole (no broker, a
-    /// timeout) becomes one line, diagnosed as `client::broker_error` does.
-    fn request<T>(
+    /// Sends one admin request about `objects` on a reply queue of its own, waits for its
+    /// result event, and reads each item of the result with `read`. A failure of the request
+    /// as a whole (no broker, a timeout) becomes one line, diagnosed as
+    /// `client::broker_error` does.
+    fn request<T, R, I, X>(
         &self,
-        api: rd::rd_kafka_admin_op_t,
-        start: impl FnOnce(
-            *mut rd::rd_kafka_t,
-            *const rd::rd_kafka_AdminOptions_t,
-            *mut rd::rd_kafka_queue_t,
-        ),
-        read: impl FnOnce(*mut rd::rd_kafka_event_t) -> Option<T>,
-    ) -> anyhow::Result<T> {
+        api: &Api<T, R, I>,
+        objects: &[Owned<T>],
+        read: unsafe fn(*const I) -> X,
+    ) -> anyhow::Result<Vec<X>> {
         let rk = self.client.native_ptr();
-        let timeout_ms = millis(self.connect.timeout());
-        // SAFETY: `rk` is this client's live handle.
-        let options = unsafe {
-            Owned::new(
-                rd::rd_kafka_AdminOptions_new(rk, api),
-                rd::rd_kafka_AdminOptions_destroy,
-            )
-        }
-        .ok_or_else(|| anyhow!("cannot set up an admin request"))?;
-        let mut errstr = [0 as c_char; ERRSTR_SIZE_BYTES];
-        let mut setters: Vec<SetTimeout> = vec![rd::rd_kafka_AdminOptions_set_request_timeout];
-        // Only these wait on the broker for the change to complete; librdkafka refuses the
-        // option for the others.
-        if matches!(
-            api,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATETOPICS
-                | rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETETOPICS
-        ) {
-            setters.push(rd::rd_kafka_AdminOptions_set_operation_timeout);
-        }
-        for set in setters {
-            // SAFETY: live options; librdkafka writes at most `errstr.len()` bytes.
-            let code = unsafe { set(options.ptr(), timeout_ms, errstr.as_mut_ptr(), errstr.len()) };
-            if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                // SAFETY: librdkafka wrote a NUL-terminated message into `errstr`.
-                let reason = unsafe { CStr::from_ptr(errstr.as_ptr()) }.to_string_lossy();
-                bail!("--timeout-ms {}: {reason}", self.connect.timeout_ms);
-            }
-        }
+        let options = self.options(api)?;
         // SAFETY: `rk` is live; the queue is this request's alone.
         let queue = unsafe { Owned::new(rd::rd_kafka_queue_new(rk), rd::rd_kafka_queue_destroy) }
             .ok_or_else(|| anyhow!("cannot set up an admin request"))?;
-        start(rk, options.ptr(), queue.ptr());
+        let mut pointers: Vec<*mut T> = objects.iter().map(Owned::ptr).collect();
+        // SAFETY: every pointer is live for the call; librdkafka copies the objects and the
+        // options, and keeps its own reference to the queue.
+        unsafe {
+            (api.send)(
+                rk,
+                pointers.as_mut_ptr(),
+                pointers.len(),
+                options.ptr(),
+                queue.ptr(),
+            )
+        };
         let wait_ms = millis(self.connect.timeout() + REPLY_GRACE);
         // SAFETY: a live queue. Should the wait end first, dropping the queue is still safe:
         // librdkafka holds its own reference until it has answered.
@@ -414,7 +269,54 @@ impl Admin {
             let message = unsafe { text(rd::rd_kafka_event_error_string(event.ptr())) };
             return Err(anyhow!(message.unwrap_or_else(|| client::code_text(code))));
         }
-        read(event.ptr()).context("librdkafka answered an admin request with the wrong result")
+        // SAFETY: a live event; the result is null unless the event answers this API.
+        let result = unsafe { (api.result)(event.ptr()) };
+        if result.is_null() {
+            bail!("librdkafka answered an admin request with the wrong result");
+        }
+        let mut count = 0;
+        // SAFETY: a result of this API, owned by `event`, like the array of items.
+        let items = unsafe { (api.items)(result, &mut count) };
+        // SAFETY: librdkafka's array of `count` items, live as long as `event`.
+        let items = unsafe { array(items, count) };
+        Ok(items
+            .iter()
+            // SAFETY: each an item of this API's result, live as long as `event`, which
+            // outlives the owned copies `read` makes.
+            .map(|&item| unsafe { read(item) })
+            .collect())
+    }
+
+    /// Options that bound the request by `--timeout-ms`.
+    fn options<T, R, I>(
+        &self,
+        api: &Api<T, R, I>,
+    ) -> anyhow::Result<Owned<rd::rd_kafka_AdminOptions_t>> {
+        let rk = self.client.native_ptr();
+        // SAFETY: `rk` is this client's live handle.
+        let options = unsafe {
+            Owned::new(
+                rd::rd_kafka_AdminOptions_new(rk, api.op),
+                rd::rd_kafka_AdminOptions_destroy,
+            )
+        }
+        .ok_or_else(|| anyhow!("cannot set up an admin request"))?;
+        let mut setters: Vec<SetTimeout> = vec![rd::rd_kafka_AdminOptions_set_request_timeout];
+        if api.waits_for_completion {
+            setters.push(rd::rd_kafka_AdminOptions_set_operation_timeout);
+        }
+        let timeout_ms = millis(self.connect.timeout());
+        let mut errstr = [0 as c_char; ERRSTR_SIZE_BYTES];
+        for set in setters {
+            // SAFETY: live options; librdkafka writes at most `errstr.len()` bytes.
+            let code = unsafe { set(options.ptr(), timeout_ms, errstr.as_mut_ptr(), errstr.len()) };
+            if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                // SAFETY: librdkafka wrote a NUL-terminated message into `errstr`.
+                let reason = unsafe { CStr::from_ptr(errstr.as_ptr()) }.to_string_lossy();
+                bail!("--timeout-ms {}: {reason}", self.connect.timeout_ms);
+            }
+        }
+        Ok(options)
     }
 }
 
@@ -462,12 +364,52 @@ fn millis(duration: Duration) -> c_int {
     c_int::try_from(duration.as_millis()).unwrap_or(c_int::MAX)
 }
 
-/// librdkafka refuses a config name or value only when it is not a string at all.
-fn check_argument(code: rd::rd_kafka_resp_err_t, key: &str) -> anyhow::Result<()> {
-    if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-        return Ok(());
+/// Adds `configs` to a new topic or a config resource with librdkafka's `set` for it, which
+/// copies them; it refuses a name or value only when it is not a string at all.
+fn set_configs<'a, T>(
+    object: &Owned<T>,
+    configs: impl Iterator<Item = (&'a str, &'a str)>,
+    set: unsafe extern "C" fn(*mut T, *const c_char, *const c_char) -> rd::rd_kafka_resp_err_t,
+) -> anyhow::Result<()> {
+    for (key, value) in configs {
+        let (key_c, value_c) = (c_string(key)?, c_string(value)?);
+        // SAFETY: a live object of the type `set` belongs to and NUL-terminated strings.
+        let code = unsafe { set(object.ptr(), key_c.as_ptr(), value_c.as_ptr()) };
+        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            bail!("config '{key}': {}", client::code_text(code.into()));
+        }
     }
-    bail!("config '{key}': {}", client::code_text(code.into()))
+    Ok(())
+}
+
+fn new_topic(
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(String, String)],
+) -> anyhow::Result<Owned<rd::rd_kafka_NewTopic_t>> {
+    let name = c_string(topic)?;
+    let mut errstr = [0 as c_char; ERRSTR_SIZE_BYTES];
+    // SAFETY: `name` and `errstr` outlive the call, which copies the name and writes at most
+    // `errstr.len()` bytes, NUL included.
+    let raw = unsafe {
+        rd::rd_kafka_NewTopic_new(
+            name.as_ptr(),
+            partitions,
+            replication_factor,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        )
+    };
+    // SAFETY: a new topic from `rd_kafka_NewTopic_new`, owned by nothing else.
+    let Some(new_topic) = (unsafe { Owned::new(raw, rd::rd_kafka_NewTopic_destroy) }) else {
+        // SAFETY: librdkafka wrote a NUL-terminated message into `errstr` on failure.
+        let reason = unsafe { CStr::from_ptr(errstr.as_ptr()) }.to_string_lossy();
+        bail!("cannot create topic '{topic}': {reason}");
+    };
+    let configs = configs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    set_configs(&new_topic, configs, rd::rd_kafka_NewTopic_set_config)?;
+    Ok(new_topic)
 }
 
 /// A topic config resource carrying `configs` (none for DescribeConfigs).
@@ -486,15 +428,27 @@ fn topic_resource(
     // SAFETY: a config resource just made, owned by nothing else.
     let resource = unsafe { Owned::new(raw, rd::rd_kafka_ConfigResource_destroy) }
         .ok_or_else(|| anyhow!("cannot describe topic '{topic}': out of memory"))?;
-    for (key, value) in configs {
-        let (key_c, value_c) = (c_string(key)?, c_string(value)?);
-        // SAFETY: a live resource and NUL-terminated strings, which librdkafka copies.
-        let code = unsafe {
-            rd::rd_kafka_ConfigResource_set_config(resource.ptr(), key_c.as_ptr(), value_c.as_ptr())
-        };
-        check_argument(code, key)?;
-    }
+    let configs = configs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    set_configs(&resource, configs, rd::rd_kafka_ConfigResource_set_config)?;
     Ok(resource)
+}
+
+/// Request objects that are nothing but a name (a topic or group to delete).
+fn by_name<T>(
+    names: &[&str],
+    new: unsafe extern "C" fn(*const c_char) -> *mut T,
+    destroy: unsafe extern "C" fn(*mut T),
+) -> anyhow::Result<Vec<Owned<T>>> {
+    let mut objects = Vec::with_capacity(names.len());
+    for name in names {
+        let name_c = c_string(name)?;
+        // SAFETY: `new` and `destroy` are a librdkafka constructor and its destructor; the
+        // name is NUL-terminated and copied by librdkafka.
+        let object = unsafe { Owned::new(new(name_c.as_ptr()), destroy) }
+            .ok_or_else(|| anyhow!("cannot set up a request about '{name}'"))?;
+        objects.push(object);
+    }
+    Ok(objects)
 }
 
 /// The elements of a librdkafka result array (which may be null when empty).
@@ -539,53 +493,57 @@ unsafe fn refusal(code: rd::rd_kafka_resp_err_t, message: *const c_char) -> Refu
     }
 }
 
-/// The named outcomes in a CreateTopics or DeleteTopics result.
+/// One topic's outcome in a CreateTopics or DeleteTopics result.
 ///
 /// # Safety
-/// As for `array`, each element a live topic result.
-unsafe fn topic_results(
-    items: *mut *const rd::rd_kafka_topic_result_t,
-    count: usize,
-) -> Vec<NamedResult> {
+/// `topic` is a live topic result, owner of its strings.
+unsafe fn topic_result(topic: *const rd::rd_kafka_topic_result_t) -> Named<()> {
     // SAFETY: the caller's contract.
-    let items = unsafe { array(items, count) };
-    items
-        .iter()
-        .map(|&topic| {
-            // SAFETY: a live topic result; its strings are owned by it.
-            unsafe {
-                let name = text(rd::rd_kafka_topic_result_name(topic)).unwrap_or_default();
-                let code = rd::rd_kafka_topic_result_error(topic);
-                let outcome = if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                    Ok(())
-                } else {
-                    Err(refusal(code, rd::rd_kafka_topic_result_error_string(topic)))
-                };
-                (name, outcome)
-            }
-        })
-        .collect()
+    unsafe {
+        let name = text(rd::rd_kafka_topic_result_name(topic)).unwrap_or_default();
+        let code = rd::rd_kafka_topic_result_error(topic);
+        if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return (name, Ok(()));
+        }
+        let message = rd::rd_kafka_topic_result_error_string(topic);
+        (name, Err(refusal(code, message)))
+    }
+}
+
+/// One group's outcome in a DeleteGroups result.
+///
+/// # Safety
+/// `group` is a live group result, owner of its strings and of its error, which is null when
+/// the group was deleted.
+unsafe fn group_result(group: *const rd::rd_kafka_group_result_t) -> Named<()> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let name = text(rd::rd_kafka_group_result_name(group)).unwrap_or_default();
+        let error = rd::rd_kafka_group_result_error(group);
+        if error.is_null() {
+            return (name, Ok(()));
+        }
+        let code = rd::rd_kafka_error_code(error);
+        (name, Err(refusal(code, rd::rd_kafka_error_string(error))))
+    }
 }
 
 /// The entries of one DescribeConfigs or AlterConfigs resource, or its refusal.
 ///
 /// # Safety
-/// `resource` is a live config resource whose entries and strings it owns.
-unsafe fn config_result(
-    resource: *const rd::rd_kafka_ConfigResource_t,
-) -> Result<Vec<ConfigEntry>, Refusal> {
+/// `resource` is a live config resource, owner of its entries and strings.
+unsafe fn config_result(resource: *const rd::rd_kafka_ConfigResource_t) -> Named<Vec<ConfigEntry>> {
     // SAFETY: the caller's contract, here and for each entry below.
     unsafe {
+        let name = text(rd::rd_kafka_ConfigResource_name(resource)).unwrap_or_default();
         let code = rd::rd_kafka_ConfigResource_error(resource);
         if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(refusal(
-                code,
-                rd::rd_kafka_ConfigResource_error_string(resource),
-            ));
+            let message = rd::rd_kafka_ConfigResource_error_string(resource);
+            return (name, Err(refusal(code, message)));
         }
         let mut count = 0;
         let entries = rd::rd_kafka_ConfigResource_configs(resource, &mut count);
-        Ok(array(entries, count)
+        let entries = array(entries, count)
             .iter()
             .map(|&entry| ConfigEntry {
                 name: text(rd::rd_kafka_ConfigEntry_name(entry)).unwrap_or_default(),
@@ -594,17 +552,15 @@ unsafe fn config_result(
                     == rd::rd_kafka_ConfigSource_t::RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG,
                 is_sensitive: rd::rd_kafka_ConfigEntry_is_sensitive(entry) != 0,
             })
-            .collect())
+            .collect();
+        (name, Ok(entries))
     }
 }
 
-/// The one result of a request about one topic.
-fn only_one(mut results: Vec<NamedResult>, topic: &str) -> anyhow::Result<Result<(), Refusal>> {
-    match results.iter().position(|(name, _)| name == topic) {
-        Some(at) if results.len() == 1 => Ok(results.remove(at).1),
-        _ => bail!(
-            "the broker answered about {} topics instead of '{topic}'",
-            results.len()
-        ),
+/// The outcome of a request about one topic.
+fn only_one<T>(mut results: Vec<Named<T>>, topic: &str) -> anyhow::Result<Result<T, Refusal>> {
+    match results.pop() {
+        Some((name, outcome)) if results.is_empty() && name == topic => Ok(outcome),
+        _ => bail!("the broker's answer is not about '{topic}' alone"),
     }
 }
