@@ -200,8 +200,8 @@ pub fn is_connection_failure(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-/// "No broker answered", with what a plain TCP connection can tell about why; `code` is the
-/// failure librdkafka reported for the request.
+/// One line for a request that failed as a whole with `code`: for a connection failure, "no
+/// broker answered" with what a plain TCP connection can tell about why.
 pub fn request_error(code: RDKafkaErrorCode, connect: &ConnectArgs) -> anyhow::Error {
     if !is_connection_failure(code) {
         return anyhow!("{}", code_text(code));

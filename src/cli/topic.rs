@@ -278,7 +278,7 @@ fn delete(connect: &ConnectArgs, topics: &[String]) -> anyhow::Result<()> {
     for (name, outcome) in results {
         match outcome {
             Ok(()) => eprintln!("deleted topic '{name}'"),
-            // DeleteTopics carries no message before v5, which librdkafka does not send.
+            // librdkafka reads no message from a DeleteTopics answer, so this one says more.
             Err(refusal)
                 if refusal.code == RDKafkaErrorCode::UnknownTopicOrPartition
                     && refusal.message.is_none() =>
