@@ -59,6 +59,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli: Cli = ringlog::cli::parse_or_exit();
+    if !matches!(cli.command, Command::Serve(_) | Command::Consume(_)) {
+        ringlog::cli::die_on_closed_stdout();
+    }
     // The broker's configuration file may set the filter, so it is read first; a flag wins.
     let serve_config = match &cli.command {
         Command::Serve(args) => Some(ringlog::config::ServerConfig::resolve(args)),

@@ -7,7 +7,7 @@
 mod common_cli;
 mod common_kafka;
 
-use common_cli::{eventually, ringlog, Background, Run};
+use common_cli::{eventually, ringlog, ringlog_into_closed_pipe, Background, Fed, Run};
 use common_kafka::Broker;
 
 /// Groups complete their first rebalance at once, so tests do not wait out Kafka's delay.
@@ -139,6 +139,57 @@ fn a_file_round_trips_and_topics_show_their_offsets() {
     assert_one_line_error(
         &run(&["consume", "lines", "--exit-at-end"]),
         "topic 'lines' does not exist",
+    );
+}
+
+#[test]
+fn refused_admin_requests_fail_with_the_brokers_reason() {
+    let broker = Broker::start();
+    let brokers = broker.kafka_addr.to_string();
+    let run = |args: &[&str]| ringlog(&brokers, args, b"");
+    run(&["topic", "create", "kept", "--config", "segment.ms=3600000"]).ok();
+
+    // Each refusal names the config at fault, which only the broker's message does:
+    // librdkafka's own text for the code is "Configuration is invalid".
+    for (config, named) in [
+        ("retention.ms=soon", "retention.ms"),
+        ("retention.msx=1000", "retention.msx"),
+    ] {
+        let refused = run(&["topic", "alter-config", "kept", "--config", config]);
+        assert_one_line_error(&refused, "cannot alter the configs of 'kept'");
+        assert!(refused.stderr.contains(named), "{}", refused.stderr);
+        let refused = run(&["topic", "create", "other", "--config", config]);
+        assert_one_line_error(&refused, "cannot create topic 'other'");
+        assert!(refused.stderr.contains(named), "{}", refused.stderr);
+    }
+    let missing = run(&[
+        "topic",
+        "alter-config",
+        "missing",
+        "--config",
+        "retention.ms=1000",
+    ]);
+    assert_one_line_error(&missing, "'missing'");
+    let described = run(&["topic", "describe", "kept"]).ok().stdout_text();
+    assert!(described.contains("segment.ms=3600000"), "{described}");
+    assert!(!described.contains("retention.ms"), "{described}");
+    let listed = run(&["topic", "list"]).ok().stdout_text();
+    assert_eq!(listed, "kept\n");
+
+    // A partial failure is a failure, and says what did happen.
+    let deleted = run(&["topic", "delete", "kept", "missing"]);
+    assert!(!deleted.status.success(), "{}", deleted.stderr);
+    assert!(
+        deleted.stderr.contains("deleted topic 'kept'"),
+        "{}",
+        deleted.stderr
+    );
+    assert!(
+        deleted
+            .stderr
+            .contains("ringlog: topic 'missing' does not exist"),
+        "{}",
+        deleted.stderr
     );
 }
 
@@ -358,6 +409,107 @@ fn groups_commit_show_lag_reset_and_delete() {
     assert_one_line_error(
         &run(&["group", "describe", "billing"]),
         "consumer group 'billing' does not exist",
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_a_tool_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let broker = Broker::start();
+    let brokers = broker.kafka_addr.to_string();
+    ringlog(&brokers, &["topic", "create", "piped"], b"").ok();
+    ringlog(&brokers, &["produce", "piped"], b"one\ntwo\n").ok();
+    let partition_dir = broker.data_dir().join("piped-0");
+    let partition_dir = partition_dir.to_str().expect("UTF-8 path");
+    for args in [
+        &["topic", "list"][..],
+        &["topic", "describe", "piped"],
+        &["group", "list"],
+        &["consume", "piped", "--from-beginning", "--exit-at-end"],
+        &["bench", "produce", "--topic", "piped", "--count", "10"],
+        &["dump-log", partition_dir],
+    ] {
+        let run = ringlog_into_closed_pipe(&brokers, args);
+        // As a Unix tool ends: at once by SIGPIPE, or having noticed and stopped.
+        assert!(
+            run.status.success() || run.status.signal() == Some(libc::SIGPIPE),
+            "{args:?} ended with {}: {}",
+            run.status,
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+    }
+}
+
+/// The sum of the high watermarks of `topic`'s partitions, as `topic describe` shows them.
+fn high_watermarks(brokers: &str, topic: &str) -> i64 {
+    let described = ringlog(brokers, &["topic", "describe", topic], b"")
+        .ok()
+        .stdout_text();
+    table_rows(&described, "PARTITION")
+        .iter()
+        .map(|row| row[5].parse::<i64>().expect("high watermark"))
+        .sum()
+}
+
+/// `ringlog produce TOPIC EXTRA_ARGS` fed fifteen lines in one write, which it reads at once:
+/// the first ten fill a batch and go out, which this waits to see; the last five linger, unsent
+/// until a flush.
+fn produce_with_five_lingering(brokers: &str, topic: &str, extra_args: &[&str]) -> Fed {
+    ringlog(brokers, &["topic", "create", topic], b"").ok();
+    let lingering = [
+        "-X",
+        "batch.num.messages=10",
+        "-X",
+        "linger.ms=600000",
+        "-X",
+        "message.timeout.ms=900000",
+    ];
+    let args: Vec<&str> = ["produce", topic]
+        .into_iter()
+        .chain(lingering)
+        .chain(extra_args.iter().copied())
+        .collect();
+    let mut producer = Fed::start(brokers, &args);
+    let lines: String = (0..15).map(|i| format!("{i}\n")).collect();
+    producer.feed(lines.as_bytes());
+    eventually("the first batch arrives", || {
+        (high_watermarks(brokers, topic) >= 10).then_some(())
+    });
+    producer
+}
+
+#[test]
+fn an_interrupted_produce_delivers_what_it_queued() {
+    let broker = Broker::start();
+    let brokers = broker.kafka_addr.to_string();
+    let producer = produce_with_five_lingering(&brokers, "signalled", &[]);
+    producer.signal(libc::SIGINT);
+    let (status, stderr) = producer.wait();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("produced 15 of 15 messages"),
+        "the summary: {stderr}"
+    );
+    assert_eq!(high_watermarks(&brokers, "signalled"), 15);
+}
+
+#[test]
+fn a_second_signal_ends_produce_at_once() {
+    let mut broker = Broker::start();
+    let brokers = broker.kafka_addr.to_string();
+    // A long wait for the lingering messages, which would end in exit status 1.
+    let mut producer = produce_with_five_lingering(&brokers, "stuck", &["--timeout-ms", "600000"]);
+    broker.stop();
+    producer.signal(libc::SIGINT);
+    producer.wait_for_stderr("interrupted");
+    producer.signal(libc::SIGTERM);
+    let (status, stderr) = producer.wait();
+    assert_eq!(
+        status.code(),
+        Some(128 + libc::SIGTERM),
+        "{status}: {stderr}"
     );
 }
 

@@ -3,13 +3,11 @@
 //! librdkafka's own log lines off the terminal, and the mapping of librdkafka errors to one
 //! readable line. The tools run outside any shard, so blocking calls are fine here.
 
-use std::future::Future;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::Client;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
@@ -75,21 +73,11 @@ impl ConnectArgs {
         config
     }
 
-    pub fn admin(&self) -> anyhow::Result<AdminClient<CliContext>> {
-        create(&self.client_config(&[]), CliContext)
-    }
-
     /// A consumer for metadata, watermarks and offsets. Being a consumer matters: librdkafka
     /// lets a consumer's metadata request auto-create nothing, so asking about a topic that is
     /// not there does not create it.
     pub fn consumer(&self, extra: &[(&str, &str)]) -> anyhow::Result<BaseConsumer<CliContext>> {
         create(&self.client_config(extra), CliContext)
-    }
-
-    pub fn admin_options(&self) -> AdminOptions {
-        AdminOptions::new()
-            .request_timeout(Some(self.timeout()))
-            .operation_timeout(Some(self.timeout()))
     }
 }
 
@@ -99,14 +87,17 @@ where
     T: FromClientConfigAndContext<C>,
     C: ClientContext,
 {
-    config
-        .create_with_context(context)
-        .map_err(|error| match error {
-            KafkaError::ClientConfig(_, description, key, value) => {
-                anyhow!("client property {key}={value}: {description}")
-            }
-            other => anyhow!("cannot create a Kafka client: {}", describe(&other)),
-        })
+    config.create_with_context(context).map_err(creation_error)
+}
+
+/// One line for a client that librdkafka would not create: a bad `-X` property names itself.
+pub fn creation_error(error: KafkaError) -> anyhow::Error {
+    match error {
+        KafkaError::ClientConfig(_, description, key, value) => {
+            anyhow!("client property {key}={value}: {description}")
+        }
+        other => anyhow!("cannot create a Kafka client: {}", describe(&other)),
+    }
 }
 
 /// Parses `key=value` (the value may itself contain `=`).
@@ -191,18 +182,29 @@ pub fn topic_partitions<C: ClientContext>(
 /// Turns a failed broker call into one line: "no broker answered" when the cause is the
 /// connection, the broker's own message otherwise.
 pub fn broker_error(error: &KafkaError, connect: &ConnectArgs) -> anyhow::Error {
-    let is_connection = matches!(
-        error_code(error),
-        Some(
-            RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::OperationTimedOut
-                | RDKafkaErrorCode::RequestTimedOut
-                | RDKafkaErrorCode::Resolve
-        )
-    );
-    if !is_connection {
-        return anyhow!("{}", describe(error));
+    match error_code(error) {
+        Some(code) if is_connection_failure(code) => request_error(code, connect),
+        _ => anyhow!("{}", describe(error)),
+    }
+}
+
+/// Whether a request failed for want of a broker rather than by a broker's refusal.
+pub fn is_connection_failure(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::Resolve
+    )
+}
+
+/// One line for a request that failed as a whole with `code`: for a connection failure, "no
+/// broker answered" with what a plain TCP connection can tell about why.
+pub fn request_error(code: RDKafkaErrorCode, connect: &ConnectArgs) -> anyhow::Error {
+    if !is_connection_failure(code) {
+        return anyhow!("{}", code_text(code));
     }
     anyhow!(
         "no Kafka broker answered at {} within {} ms ({}); is the broker running? \
@@ -274,12 +276,6 @@ pub fn code_text(code: RDKafkaErrorCode) -> String {
         (Some(start), true) => shown[start + 2..shown.len() - 1].to_string(),
         _ => shown,
     }
-}
-
-/// Waits for one admin operation. The admin client's own thread completes the future, so
-/// blocking this thread on it is safe; `request_timeout` in the options bounds the wait.
-pub fn block_on<F: Future>(future: F) -> F::Output {
-    futures_lite::future::block_on(future)
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::groups::GroupInfo;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::admin::Admin;
 use super::assignment;
-use super::client::{self, block_on, CliContext, ConnectArgs};
+use super::client::{self, CliContext, ConnectArgs};
 use super::table::Table;
 
 #[derive(clap::Args)]
@@ -387,25 +388,24 @@ fn reset_offsets(
 }
 
 fn delete(connect: &ConnectArgs, groups: &[String]) -> anyhow::Result<()> {
-    let admin = connect.admin()?;
-    client::fetch_metadata(admin.inner(), None, connect)?;
+    let admin = Admin::new(connect)?;
+    client::fetch_metadata(admin.client(), None, connect)?;
     let names: Vec<&str> = groups.iter().map(String::as_str).collect();
-    let results = block_on(admin.delete_groups(&names, &connect.admin_options()))
-        .map_err(|e| client::broker_error(&e, connect))?;
     let mut failures = Vec::new();
-    for result in results {
-        match result {
-            Ok(name) => eprintln!("deleted consumer group '{name}'"),
-            Err((name, RDKafkaErrorCode::GroupIdNotFound)) => {
+    // DeleteGroups answers with codes only; where librdkafka has a message of its own (a
+    // coordinator it could not find, say) that is what `text` gives.
+    for (name, outcome) in admin.delete_groups(&names)? {
+        match outcome {
+            Ok(()) => eprintln!("deleted consumer group '{name}'"),
+            Err(refusal) if refusal.code == RDKafkaErrorCode::GroupIdNotFound => {
                 failures.push(format!("consumer group '{name}' does not exist"))
             }
-            Err((name, RDKafkaErrorCode::NonEmptyGroup)) => failures.push(format!(
-                "consumer group '{name}' still has members; stop them first"
-            )),
-            Err((name, code)) => failures.push(format!(
-                "cannot delete group '{name}': {}",
-                client::code_text(code)
-            )),
+            Err(refusal) if refusal.code == RDKafkaErrorCode::NonEmptyGroup => failures.push(
+                format!("consumer group '{name}' still has members; stop them first"),
+            ),
+            Err(refusal) => {
+                failures.push(format!("cannot delete group '{name}': {}", refusal.text()))
+            }
         }
     }
     if !failures.is_empty() {

@@ -3,6 +3,7 @@
 //! `group`, `bench`) are Kafka clients built on librdkafka, so they work against any
 //! Kafka-compatible broker, and run outside the broker's shards: blocking is fine here.
 
+pub mod admin;
 pub mod assignment;
 pub mod bench;
 pub mod client;
@@ -16,6 +17,20 @@ pub mod topic;
 pub mod tune;
 
 use clap::error::ErrorKind;
+
+/// Lets a reader that goes away end the tool as it ends any Unix tool (`ringlog topic list |
+/// head -1`): quietly, killed by SIGPIPE at its next write to the closed pipe. Rust starts
+/// every program with SIGPIPE ignored, which turns that write into an error that `println!`
+/// answers with a panic. Only for the client tools: the broker must go on ignoring SIGPIPE,
+/// and `consume` watches for the closed pipe itself so that it can still commit what it
+/// printed. librdkafka is unaffected: it writes to its sockets with MSG_NOSIGNAL.
+pub fn die_on_closed_stdout() {
+    // SAFETY: signal(2) restoring the default disposition installs no handler and touches no
+    // memory of this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
 
 /// Parses the command line; a usage mistake ends the process with one line on stderr (what
 /// is wrong, clap's tip if it has one, and which `--help` to read) and clap's exit code.

@@ -7,14 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use rdkafka::admin::{
-    AdminClient, AlterConfig, ConfigEntry, ConfigResource, ConfigSource, NewTopic,
-    ResourceSpecifier, TopicReplication,
-};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
-use super::client::{self, block_on, CliContext, ConnectArgs};
+use super::admin::{Admin, ConfigEntry};
+use super::client::{self, CliContext, ConnectArgs};
 use super::table::Table;
 
 #[derive(clap::Args)]
@@ -124,9 +121,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// An admin client that has shown it can reach a broker, so that later admin calls fail only
 /// for reasons of their own.
-fn connected_admin(connect: &ConnectArgs) -> anyhow::Result<AdminClient<CliContext>> {
-    let admin = connect.admin()?;
-    client::fetch_metadata(admin.inner(), None, connect)?;
+fn connected_admin(connect: &ConnectArgs) -> anyhow::Result<Admin> {
+    let admin = Admin::new(connect)?;
+    client::fetch_metadata(admin.client(), None, connect)?;
     Ok(admin)
 }
 
@@ -139,24 +136,12 @@ fn create(
     if_not_exists: bool,
 ) -> anyhow::Result<()> {
     let admin = connected_admin(connect)?;
-    let mut new_topic = NewTopic::new(
-        topic,
-        partitions,
-        TopicReplication::Fixed(replication_factor),
-    );
-    for (key, value) in configs {
-        new_topic = new_topic.set(key, value);
-    }
-    let results = block_on(admin.create_topics([&new_topic], &connect.admin_options()))
-        .map_err(|e| client::broker_error(&e, connect))?;
-    for result in results {
-        match result {
-            Ok(name) => eprintln!("created topic '{name}' with {partitions} partition(s)"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) if if_not_exists => {
-                eprintln!("topic '{topic}' already exists")
-            }
-            Err((name, code)) => bail!("cannot create topic '{name}': {}", client::code_text(code)),
+    match admin.create_topic(topic, partitions, replication_factor, configs)? {
+        Ok(()) => eprintln!("created topic '{topic}' with {partitions} partition(s)"),
+        Err(refusal) if refusal.code == RDKafkaErrorCode::TopicAlreadyExists && if_not_exists => {
+            eprintln!("topic '{topic}' already exists")
         }
+        Err(refusal) => bail!("cannot create topic '{topic}': {}", refusal.text()),
     }
     Ok(())
 }
@@ -187,7 +172,7 @@ fn list(connect: &ConnectArgs, long: bool, internal: bool) -> anyhow::Result<()>
 
 fn describe(connect: &ConnectArgs, topics: &[String], all_configs: bool) -> anyhow::Result<()> {
     let consumer: BaseConsumer<CliContext> = connect.consumer(&[])?;
-    let admin = connect.admin()?;
+    let admin = Admin::new(connect)?;
     for (index, topic) in topics.iter().enumerate() {
         if index > 0 {
             println!();
@@ -200,7 +185,7 @@ fn describe(connect: &ConnectArgs, topics: &[String], all_configs: bool) -> anyh
 fn describe_one(
     connect: &ConnectArgs,
     consumer: &BaseConsumer<CliContext>,
-    admin: &AdminClient<CliContext>,
+    admin: &Admin,
     topic: &str,
     all_configs: bool,
 ) -> anyhow::Result<()> {
@@ -243,11 +228,10 @@ fn describe_one(
     }
     print!("{}", table.render("  "));
 
-    let config = topic_config(connect, admin, topic)?;
+    let config = topic_config(admin, topic)?;
     let mut entries: Vec<_> = config
-        .entries
         .iter()
-        .filter(|e| all_configs || is_topic_config(e))
+        .filter(|e| all_configs || e.set_on_topic)
         .collect();
     entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     println!();
@@ -261,7 +245,7 @@ fn describe_one(
             } else {
                 entry.value.as_deref().unwrap_or("(null)")
             };
-            let marker = if is_topic_config(entry) {
+            let marker = if entry.set_on_topic {
                 ""
             } else {
                 "  (default)"
@@ -279,48 +263,31 @@ fn join_ids(ids: &[i32]) -> String {
         .join(",")
 }
 
-/// Only configs set on the topic itself are the topic's own; everything else is a default.
-fn is_topic_config(entry: &ConfigEntry) -> bool {
-    entry.source == ConfigSource::DynamicTopic
-}
-
-fn topic_config(
-    connect: &ConnectArgs,
-    admin: &AdminClient<CliContext>,
-    topic: &str,
-) -> anyhow::Result<ConfigResource> {
-    let resource = ResourceSpecifier::Topic(topic);
-    let results = block_on(admin.describe_configs([&resource], &connect.admin_options()))
-        .map_err(|e| client::broker_error(&e, connect))?;
-    match results.into_iter().next() {
-        Some(Ok(config)) => Ok(config),
-        Some(Err(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-            bail!("topic '{topic}' does not exist")
-        }
-        Some(Err(code)) => bail!(
-            "cannot read the configs of '{topic}': {}",
-            client::code_text(code)
-        ),
-        None => bail!("the broker returned no configs for '{topic}'"),
+fn topic_config(admin: &Admin, topic: &str) -> anyhow::Result<Vec<ConfigEntry>> {
+    match admin.describe_topic_configs(topic)? {
+        Ok(entries) => Ok(entries),
+        Err(refusal) => bail!("cannot read the configs of '{topic}': {}", refusal.text()),
     }
 }
 
 fn delete(connect: &ConnectArgs, topics: &[String]) -> anyhow::Result<()> {
     let admin = connected_admin(connect)?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let results = block_on(admin.delete_topics(&names, &connect.admin_options()))
-        .map_err(|e| client::broker_error(&e, connect))?;
+    let results = admin.delete_topics(&names)?;
     let mut failures = Vec::new();
-    for result in results {
-        match result {
-            Ok(name) => eprintln!("deleted topic '{name}'"),
-            Err((name, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+    for (name, outcome) in results {
+        match outcome {
+            Ok(()) => eprintln!("deleted topic '{name}'"),
+            // librdkafka reads no message from a DeleteTopics answer, so this one says more.
+            Err(refusal)
+                if refusal.code == RDKafkaErrorCode::UnknownTopicOrPartition
+                    && refusal.message.is_none() =>
+            {
                 failures.push(format!("topic '{name}' does not exist"))
             }
-            Err((name, code)) => failures.push(format!(
-                "cannot delete topic '{name}': {}",
-                client::code_text(code)
-            )),
+            Err(refusal) => {
+                failures.push(format!("cannot delete topic '{name}': {}", refusal.text()))
+            }
         }
     }
     if !failures.is_empty() {
@@ -341,11 +308,10 @@ fn alter_config(
         bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
     }
     let admin = connected_admin(connect)?;
-    let current = topic_config(connect, &admin, topic)?;
+    let current = topic_config(&admin, topic)?;
     let mut wanted: BTreeMap<String, String> = current
-        .entries
         .iter()
-        .filter(|e| is_topic_config(e))
+        .filter(|e| e.set_on_topic)
         .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
         .collect();
     for key in delete {
@@ -356,24 +322,11 @@ fn alter_config(
     for (key, value) in set {
         wanted.insert(key.clone(), value.clone());
     }
-    let mut change = AlterConfig::new(ResourceSpecifier::Topic(topic));
-    for (key, value) in &wanted {
-        change = change.set(key, value);
-    }
-    let results = block_on(admin.alter_configs([&change], &connect.admin_options()))
-        .map_err(|e| client::broker_error(&e, connect))?;
-    match results.into_iter().next() {
-        Some(Ok(_)) => {
+    match admin.replace_topic_configs(topic, &wanted)? {
+        Ok(()) => {
             eprintln!("updated configs of '{topic}'");
             Ok(())
         }
-        Some(Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))) => {
-            bail!("topic '{topic}' does not exist")
-        }
-        Some(Err((_, code))) => bail!(
-            "cannot alter the configs of '{topic}': {}",
-            client::code_text(code)
-        ),
-        None => bail!("the broker returned no answer for '{topic}'"),
+        Err(refusal) => bail!("cannot alter the configs of '{topic}': {}", refusal.text()),
     }
 }

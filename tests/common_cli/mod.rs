@@ -4,8 +4,8 @@
 //! when their guard drops.
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -46,13 +46,33 @@ pub fn ringlog(brokers: &str, args: &[&str], stdin: &[u8]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ringlog starts");
-    let pid = child.id();
     let mut input = child.stdin.take().expect("stdin is piped");
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         // A tool that exits early closes its stdin; that is its business, not the test's.
         let _ = input.write_all(&stdin);
     });
+    let run = finish(child, args);
+    let _ = writer.join();
+    run
+}
+
+/// `ringlog ARGS` with its stdout a pipe that nobody reads, closed before the tool writes to
+/// it, as `ringlog ... | head -1` leaves it once `head` has its line.
+pub fn ringlog_into_closed_pipe(brokers: &str, args: &[&str]) -> Run {
+    let mut child = command(brokers, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ringlog starts");
+    drop(child.stdout.take());
+    finish(child, args)
+}
+
+/// Waits for `child` to exit, at most `RUN_LIMIT`, collecting what it printed.
+fn finish(child: Child, args: &[&str]) -> Run {
+    let pid = child.id();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = sender.send(child.wait_with_output());
@@ -68,7 +88,6 @@ pub fn ringlog(brokers: &str, args: &[&str], stdin: &[u8]) -> Run {
             panic!("ringlog {args:?} did not finish within {RUN_LIMIT:?}");
         }
     };
-    let _ = writer.join();
     Run {
         status: output.status,
         stdout: output.stdout,
@@ -135,6 +154,113 @@ impl Drop for Background {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
             stop(child);
+        }
+    }
+}
+
+/// A tool whose stdin the test keeps open and feeds, and whose stderr it reads as it comes,
+/// for tests that signal a tool in the middle of its input; SIGKILL when dropped.
+pub struct Fed {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stderr_lines: mpsc::Receiver<String>,
+    stderr: String,
+}
+
+impl Fed {
+    pub fn start(brokers: &str, args: &[&str]) -> Fed {
+        let mut child = command(brokers, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ringlog starts");
+        let stdin = child.stdin.take();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sender, stderr_lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Fed {
+            child: Some(child),
+            stdin,
+            stderr_lines,
+            stderr: String::new(),
+        }
+    }
+
+    /// Writes `bytes` to the tool's stdin in one write, which leaves it open.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(bytes).expect("the tool reads its stdin");
+        stdin.flush().expect("the tool reads its stdin");
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("running");
+        // SAFETY: kill(2) on a child of this process that has not been reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, signal);
+        }
+    }
+
+    /// Waits for a line of stderr containing `text`; panics with what came instead when the
+    /// tool closes stderr first or `RUN_LIMIT` passes.
+    pub fn wait_for_stderr(&mut self, text: &str) {
+        let deadline = std::time::Instant::now() + RUN_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr.push_str(&line);
+                    self.stderr.push('\n');
+                    if line.contains(text) {
+                        return;
+                    }
+                }
+                Err(_) => panic!("never printed '{text}'; stderr:\n{}", self.stderr),
+            }
+        }
+    }
+
+    /// Waits for the tool to exit (SIGKILL and a panic past `RUN_LIMIT`); its status and all
+    /// it wrote to stderr.
+    pub fn wait(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let deadline = std::time::Instant::now() + RUN_LIMIT;
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "ringlog did not exit within {RUN_LIMIT:?}:\n{}",
+                    self.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The pipe closes with the process, so this ends.
+        while let Ok(line) = self.stderr_lines.recv_timeout(RUN_LIMIT) {
+            self.stderr.push_str(&line);
+            self.stderr.push('\n');
+        }
+        (status, std::mem::take(&mut self.stderr))
+    }
+}
+
+impl Drop for Fed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

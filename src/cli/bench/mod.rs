@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::Offset;
@@ -29,7 +28,8 @@ use self::latency::LatencyRecorder;
 use self::producer::{ProducerCounters, ProducerOutcome, ProducerPlan};
 use self::progress::{Progress, Totals};
 use self::report::{BenchResult, Settings, Throughput};
-use super::client::{self, block_on, CliContext, ConnectArgs};
+use super::admin::Admin;
+use super::client::{self, CliContext, ConnectArgs};
 
 /// How often the progress line and the throughput samples are updated.
 const TICK: Duration = Duration::from_millis(100);
@@ -186,13 +186,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )?,
         ),
     };
-    print!("{}", result.summary());
+    // The files first: a reader of stdout that has gone away ends the tool at its first write.
     if let Some(path) = &common.json {
         result.write_json(path)?;
     }
     if let Some(path) = &common.plot {
         plot::write_svg(path, &result)?;
     }
+    print!("{}", result.summary());
     let undelivered = result.produce.as_ref().map_or(0, |p| p.errors);
     if undelivered > 0 {
         bail!("{undelivered} messages were not delivered (see the notes above)");
@@ -287,20 +288,13 @@ fn prepare_topic(
     metadata: &BaseConsumer<CliContext>,
 ) -> anyhow::Result<Vec<i32>> {
     let connect = &common.connect;
-    let admin = connect.admin()?;
-    client::fetch_metadata(admin.inner(), None, connect)?;
-    let topic = NewTopic::new(
-        &common.topic,
-        load.partitions,
-        TopicReplication::Fixed(load.replication_factor),
-    );
-    let results = block_on(admin.create_topics([&topic], &connect.admin_options()))
-        .map_err(|e| client::broker_error(&e, connect))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("cannot create topic '{name}': {}", client::code_text(code)),
-        }
+    let admin = Admin::new(connect)?;
+    client::fetch_metadata(admin.client(), None, connect)?;
+    let topic = &common.topic;
+    match admin.create_topic(topic, load.partitions, load.replication_factor, &[])? {
+        Ok(()) => {}
+        Err(refusal) if refusal.code == RDKafkaErrorCode::TopicAlreadyExists => {}
+        Err(refusal) => bail!("cannot create topic '{topic}': {}", refusal.text()),
     }
     // A topic just created may take a moment to show in metadata.
     let deadline = Instant::now() + connect.timeout();
