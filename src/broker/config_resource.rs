@@ -50,7 +50,7 @@ pub fn unsupported_resource_type(resource_type: i8) -> Refusal {
 /// Runs a config change on the controller and answers it as an error code and message.
 pub async fn alter(shard: &Rc<Shard>, op: ControllerOp) -> (i16, Option<String>) {
     match shard.controller(op).await.into_topic() {
-        Ok(_) => (codes::NONE, None),
+        Ok(topic) => (codes::NONE, topic.compaction_notice()),
         Err(error) => (error.code, Some(error.message)),
     }
 }

@@ -42,6 +42,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
         match reply {
             ControllerReply::Topic(Ok(created)) => {
                 result.error_code = codes::NONE;
+                result.error_message = created.compaction_notice().map(StrBytes::from_string);
                 result.topic_id = created.id;
                 result.num_partitions = created.partitions.len() as i32;
                 result.replication_factor = created.replication_factor;

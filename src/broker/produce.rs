@@ -5,7 +5,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -85,6 +87,16 @@ pub async fn handle(shard: &Rc<Shard>, request: &RequestFrame) -> anyhow::Result
             answer.log_append_time_ms = outcome.log_append_time_ms;
             answer.log_start_offset = outcome.log_start_offset;
             answer.error_message = outcome.error_message.map(StrBytes::from_string);
+            answer.record_errors = outcome
+                .record_errors
+                .into_iter()
+                .map(|(batch_index, message)| {
+                    let mut error = BatchIndexAndErrorMessage::default();
+                    error.batch_index = batch_index;
+                    error.batch_index_error_message = Some(StrBytes::from_string(message));
+                    error
+                })
+                .collect();
             topic_response.partition_responses.push(answer);
         }
         response.responses.push(topic_response);

@@ -35,6 +35,23 @@ impl TopicMetadata {
         self.partitions.len() as i32
     }
 
+    /// What a client is told, in the response's message, when it makes a topic compacted:
+    /// compaction is not implemented, so such a topic keeps its data whole.
+    pub fn compaction_notice(&self) -> Option<String> {
+        if self.is_internal {
+            // The broker bounds its own internal topics.
+            return None;
+        }
+        let policy = self.configs.get(super::config_defs::CLEANUP_POLICY)?;
+        let mut entries = super::config_defs::split_list(policy);
+        entries.any(|e| e == "compact").then(|| {
+            "cleanup.policy=compact is accepted but ringlog does not compact yet: the topic is \
+             kept whole (no record is removed for a newer one of its key; with 'compact' alone, \
+             nothing is deleted by age or size either). Records without a key are refused."
+                .to_string()
+        })
+    }
+
     /// The shard owning `partition`, `None` when the topic has no such partition.
     pub fn shard_of(&self, partition: i32) -> Option<u32> {
         let index = usize::try_from(partition).ok()?;

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use glommio::sync::{Permit, Semaphore};
 
-use super::config_defs;
 use super::error::MetadataError;
 use super::metadata::{ClusterMetadata, TopicMetadata};
 use super::naming::{self, METADATA_TOPIC_NAME};
@@ -619,17 +618,8 @@ fn refuse_internal(name: &str, change: &str) -> Result<(), MetadataError> {
 }
 
 fn warn_if_compacted(topic: &TopicMetadata) {
-    if naming::is_internal_topic(&topic.name) {
-        // The broker bounds its own internal topics.
-        return;
-    }
-    let policy = topic.configs.get(config_defs::CLEANUP_POLICY);
-    if policy.is_some_and(|p| config_defs::split_list(p).any(|e| e == "compact")) {
-        tracing::warn!(
-            topic = topic.name,
-            "cleanup.policy compact is not implemented: \
-            the topic keeps all its data"
-        );
+    if let Some(notice) = topic.compaction_notice() {
+        tracing::warn!(topic = topic.name, "{notice}");
     }
 }
 

@@ -235,6 +235,7 @@ impl TopicConfigs {
             }
         }
         let policy = self.get(CLEANUP_POLICY).unwrap_or(CLEANUP_POLICY_DELETE);
+        config.keys_required = config_defs::split_list(policy).any(|p| p == "compact");
         if !config_defs::split_list(policy).any(|p| p == CLEANUP_POLICY_DELETE) {
             // Compaction is not implemented: keep everything rather than delete by age or size.
             config.retention_ms = None;

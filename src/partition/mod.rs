@@ -48,6 +48,9 @@ impl TopicPartition {
 pub struct ProduceOutcome {
     pub error_code: i16,
     pub error_message: Option<String>,
+    /// KIP-467: the records (by index in the record set) that made the batch invalid, each
+    /// with why; clients report them record by record.
+    pub record_errors: Vec<(i32, String)>,
     pub base_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
@@ -58,6 +61,7 @@ impl ProduceOutcome {
         ProduceOutcome {
             error_code,
             error_message: Some(message.into()),
+            record_errors: Vec::new(),
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
@@ -130,6 +134,12 @@ impl Partition {
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         // Appends happen in the order requests reached the partition: a pipelining producer
         // relies on it, and an idempotent one would see its sequence numbers out of order.
+        if self.log.config().keys_required {
+            let keyless = batch::keyless_records(&records);
+            if !keyless.is_empty() {
+                return keyless_refused(&self.id, keyless);
+            }
+        }
         let permit = self.produce_lock.lock().await;
         let now = crate::storage::now_ms();
         let header_bytes = match self.check_producer(&records, now) {
@@ -178,6 +188,7 @@ impl Partition {
         ProduceOutcome {
             error_code: codes::NONE,
             error_message: None,
+            record_errors: Vec::new(),
             base_offset: info.base_offset,
             log_append_time_ms: info.log_append_time_ms.unwrap_or(-1),
             log_start_offset: info.log_start_offset,
@@ -220,6 +231,7 @@ impl Partition {
                 Ok(ProducerVerdict::Duplicate(ProduceOutcome {
                     error_code: codes::NONE,
                     error_message: None,
+                    record_errors: Vec::new(),
                     base_offset,
                     // Kafka answers a retry with the stored batch's timestamp when the topic
                     // stamps append times, and -1 otherwise.
@@ -383,6 +395,25 @@ async fn restore_producers(log: &PartitionLog, config: ProducerStateConfig) -> P
     }
     producers.expire(crate::storage::now_ms());
     producers
+}
+
+/// Kafka's answer to records without a key on a compacted topic: INVALID_RECORD for the whole
+/// batch, with each offending record named.
+fn keyless_refused(id: &TopicPartition, keyless: Vec<i32>) -> ProduceOutcome {
+    const MESSAGE: &str = "Compacted topic cannot accept message without key.";
+    let mut outcome = ProduceOutcome::error(
+        codes::INVALID_RECORD,
+        format!(
+            "One or more records have been rejected: {} record(s) without a key for compacted topic partition {}",
+            keyless.len(),
+            id.dir_name()
+        ),
+    );
+    outcome.record_errors = keyless
+        .into_iter()
+        .map(|index| (index, MESSAGE.to_string()))
+        .collect();
+    outcome
 }
 
 fn storage_outcome(error: &StorageError) -> ProduceOutcome {

@@ -365,7 +365,7 @@ pub fn first_record_at_or_after(bytes: &[u8], target_ms: i64) -> Option<(i64, i6
     if header.is_log_append_time() || header.compression_codec() != 0 {
         return batch_answer;
     }
-    let found = walk_records(bytes, header, |offset_delta, timestamp| {
+    let found = walk_records(bytes, header, |offset_delta, timestamp, _| {
         if timestamp >= target_ms {
             ControlFlow::Break(
                 base_offset
@@ -381,6 +381,34 @@ pub fn first_record_at_or_after(bytes: &[u8], target_ms: i64) -> Option<(i64, i6
         Some(None) => None,
         None => batch_answer,
     }
+}
+
+/// The indexes (within the record set, as Kafka's KIP-467 `batch_index` counts them) of the
+/// records without a key, across the validated batches of `record_set`. Compressed batches,
+/// which the broker never unpacks, are not looked into.
+pub fn keyless_records(record_set: &[u8]) -> Vec<i32> {
+    let mut keyless = Vec::new();
+    let mut index_base = 0i32;
+    let mut position = 0;
+    while let Ok(header) = peek_header(&record_set[position..]) {
+        let size_bytes = header.size_bytes();
+        if position + size_bytes > record_set.len() {
+            break;
+        }
+        if header.compression_codec() == 0 {
+            let mut index = index_base;
+            walk_records(&record_set[position..], header, |_, _, key_length| {
+                if key_length < 0 {
+                    keyless.push(index);
+                }
+                index += 1;
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        index_base = index_base.saturating_add(header.records_count.get());
+        position += size_bytes;
+    }
+    keyless
 }
 
 /// Where a `CreateTime` timestamp may lie, in ms since the epoch, both ends included: the
@@ -410,7 +438,7 @@ const NO_TIMESTAMP: i64 = -1;
 pub fn timestamp_outside(bytes: &[u8], window: TimestampWindow) -> Option<i64> {
     let header = peek_header(bytes).ok()?;
     if header.compression_codec() == 0 {
-        let outside = walk_records(bytes, header, |_, timestamp| {
+        let outside = walk_records(bytes, header, |_, timestamp, _| {
             if window.admits(timestamp) {
                 ControlFlow::Continue(())
             } else {
@@ -426,13 +454,13 @@ pub fn timestamp_outside(bytes: &[u8], window: TimestampWindow) -> Option<i64> {
         .find(|timestamp| !window.admits(*timestamp))
 }
 
-/// Calls `visit` with (offset delta, timestamp) of each record of an uncompressed batch, in
-/// order, until it breaks. `None` when the records do not parse; `Some(None)` when `visit`
-/// never broke.
+/// Calls `visit` with (offset delta, timestamp, key length; -1 for no key) of each record of
+/// an uncompressed batch, in order, until it breaks. `None` when the records do not parse;
+/// `Some(None)` when `visit` never broke.
 fn walk_records<T>(
     bytes: &[u8],
     header: &BatchHeader,
-    mut visit: impl FnMut(i64, i64) -> ControlFlow<T>,
+    mut visit: impl FnMut(i64, i64, i64) -> ControlFlow<T>,
 ) -> Option<Option<T>> {
     let end = header.size_bytes().min(bytes.len());
     let mut records = bytes.get(BATCH_HEADER_SIZE_BYTES..end)?;
@@ -449,7 +477,8 @@ fn walk_records<T>(
             .get()
             .checked_add(read_varlong(&mut fields, 10)?)?;
         let offset_delta = read_varlong(&mut fields, 5)?;
-        if let ControlFlow::Break(found) = visit(offset_delta, timestamp) {
+        let key_length = read_varlong(&mut fields, 5)?;
+        if let ControlFlow::Break(found) = visit(offset_delta, timestamp, key_length) {
             return Some(Some(found));
         }
     }
@@ -543,6 +572,28 @@ pub fn build_batch_of_records(base_timestamp_ms: i64, timestamp_deltas: &[i64]) 
         .set(max);
     write_crc(&mut bytes);
     bytes
+}
+
+#[cfg(test)]
+mod keyless_tests {
+    use super::*;
+
+    fn batch_of(keys: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut records = Vec::new();
+        for (delta, key) in keys.iter().enumerate() {
+            put_record(&mut records, 0, delta as i64, *key, Some(b"v"));
+        }
+        build_batch(1_700_000_000_000, keys.len() as i32, &records, None)
+    }
+
+    #[test]
+    fn records_without_a_key_are_found_by_their_index_in_the_record_set() {
+        let mut record_set = batch_of(&[Some(b"a"), None, Some(b"c")]);
+        record_set.extend(batch_of(&[None, Some(b"e")]));
+        assert_eq!(keyless_records(&record_set), vec![1, 3]);
+        assert!(keyless_records(&batch_of(&[Some(b"a")])).is_empty());
+        assert!(keyless_records(b"not a batch").is_empty());
+    }
 }
 
 #[cfg(test)]

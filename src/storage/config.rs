@@ -32,6 +32,9 @@ pub struct LogConfig {
     /// broker's clock (its timestamp-type bit set, its max timestamp the append time, its
     /// CRC-32C recomputed), as Kafka does; `CreateTime` (false) keeps the producer's.
     pub log_append_time: bool,
+    /// `cleanup.policy` includes `compact`: every record needs a key, as Kafka's LogValidator
+    /// requires of a compacted topic (checked by the partition, not the log).
+    pub keys_required: bool,
     /// `message.timestamp.before.max.ms`: how far in the past a `CreateTime` timestamp may
     /// lie; `None` is unlimited (Kafka's Long.MAX_VALUE).
     pub timestamp_before_max_ms: Option<u64>,
@@ -67,6 +70,7 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             log_append_time: false,
+            keys_required: false,
             timestamp_before_max_ms: None,
             timestamp_after_max_ms: None,
             timestamp_difference_max_ms: None,
