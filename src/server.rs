@@ -296,7 +296,7 @@ async fn run_shard(
             }
         };
         let Some(admitted) = admission::admit_stream(&admission, &stream) else {
-            continue;
+            continue; // Refused: dropping the stream closes it.
         };
         live.set(live.get() + 1);
         crate::metrics::connection_opened();

@@ -186,33 +186,63 @@ pub async fn serve<H, F>(
         peer.clone(),
         Rc::clone(&shared),
     ));
+    let dispatch = Dispatch {
+        queue,
+        handler,
+        client_host,
+    };
     let mut reader = stream;
-    let end = read_loop(
-        &mut reader,
-        limits,
-        &budget,
-        &shared,
-        &queue,
-        &handler,
-        &client_host,
-        &stop,
-    )
-    .await;
+    let end = read_loop(&mut reader, limits, &budget, &shared, &dispatch, &stop).await;
     report(end, &peer);
-    drop(queue);
+    drop(dispatch);
     writer_task.await;
     let _ = reader.shutdown(Shutdown::Both).await;
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Starts a handler for each frame and queues its answer for the writer.
+struct Dispatch<H> {
+    queue: local_channel::LocalSender<JoinHandle<Outcome>>,
+    handler: Rc<H>,
+    client_host: Rc<str>,
+}
+
+impl<H, F> Dispatch<H>
+where
+    H: Fn(Bytes, Rc<str>) -> F + 'static,
+    F: Future<Output = Outcome> + 'static,
+{
+    /// Starts the handler of `frame` and queues its answer; false once the writer has ended.
+    async fn start(&self, frame: Bytes, reservation: Reservation, shared: &Shared) -> bool {
+        let handler = Rc::clone(&self.handler);
+        let client_host = Rc::clone(&self.client_host);
+        // Detached: a request runs to its end even if the connection goes away meanwhile, so an
+        // append is never cut off halfway by a client hanging up. Its bytes stay reserved until
+        // then, since the handler holds them.
+        let answer = glommio::spawn_local(async move {
+            let outcome = handler(frame, client_host).await;
+            drop(reservation);
+            outcome
+        })
+        .detach();
+        shared.inflight.set(shared.inflight.get() + 1);
+        let queued = or(async { self.queue.send(answer).await.is_ok() }, async {
+            shared.writer_finished().await;
+            false
+        })
+        .await;
+        if !queued {
+            shared.inflight.set(shared.inflight.get() - 1);
+        }
+        queued
+    }
+}
+
 async fn read_loop<H, F>(
     reader: &mut TcpStream,
     limits: ConnectionLimits,
     budget: &Rc<RequestBudget>,
-    shared: &Rc<Shared>,
-    queue: &local_channel::LocalSender<JoinHandle<Outcome>>,
-    handler: &Rc<H>,
-    client_host: &Rc<str>,
+    shared: &Shared,
+    dispatch: &Dispatch<H>,
     stop: &StopSignal,
 ) -> ReadEnd
 where
@@ -235,25 +265,7 @@ where
             Some(Ok(read)) => read,
             Some(Err(end)) => return end,
         };
-        let handler = Rc::clone(handler);
-        let client_host = Rc::clone(client_host);
-        // Detached: a request runs to its end even if the connection goes away meanwhile, so an
-        // append is never cut off halfway by a client hanging up. Its bytes stay reserved until
-        // then, since the handler holds them.
-        let answer = glommio::spawn_local(async move {
-            let outcome = handler(frame, client_host).await;
-            drop(reservation);
-            outcome
-        })
-        .detach();
-        shared.inflight.set(shared.inflight.get() + 1);
-        let queued = or(async { queue.send(answer).await.is_ok() }, async {
-            shared.writer_finished().await;
-            false
-        })
-        .await;
-        if !queued {
-            shared.inflight.set(shared.inflight.get() - 1);
+        if !dispatch.start(frame, reservation, shared).await {
             return ReadEnd::WriterDone;
         }
     }
