@@ -43,6 +43,24 @@ pub struct ServeArgs {
     /// to keep the number of series bounded.
     #[arg(long)]
     pub metrics_per_partition: bool,
+    /// Bytes of requests one shard holds while they are read, queued or handled
+    /// (queued.max.request.bytes); -1 for no limit [default: 104857600].
+    #[arg(long, allow_hyphen_values = true)]
+    pub queued_max_request_bytes: Option<i64>,
+    /// Client connections the broker keeps open, all shards together [default: 100000].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Client connections from one IP address [default: max_connections].
+    #[arg(long)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Close a connection with nothing in flight and nothing read for this long
+    /// [default: 600000].
+    #[arg(long)]
+    pub connections_max_idle_ms: Option<u64>,
+    /// Close a connection whose frame is not whole this long after its first byte
+    /// [default: 30000].
+    #[arg(long)]
+    pub request_read_timeout_ms: Option<u64>,
 }
 
 /// The TOML file: the same keys as the flags (with underscores) plus broker settings.
@@ -65,6 +83,11 @@ struct FileConfig {
     ballast_bytes: Option<u64>,
     retention_check_interval_ms: Option<u64>,
     metrics_per_partition: Option<bool>,
+    queued_max_request_bytes: Option<i64>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    connections_max_idle_ms: Option<u64>,
+    request_read_timeout_ms: Option<u64>,
     /// Consumer-group coordinator settings (`[group]` table).
     group: Option<crate::group::GroupConfig>,
     /// Broker-wide defaults for topic configs, by Kafka name (`retention.ms = 86400000`).
@@ -98,6 +121,17 @@ pub struct ServerConfig {
     pub connection_inflight_max: usize,
     /// Export per-partition metric series.
     pub metrics_per_partition: bool,
+    /// `queued.max.request.bytes`, per shard: bytes of requests being read, queued or handled
+    /// (`usize::MAX` for Kafka's -1). A larger frame closes its connection.
+    pub queued_max_request_bytes: usize,
+    /// `max.connections`, over all shards.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`, over all shards.
+    pub max_connections_per_ip: usize,
+    /// `connections.max.idle.ms`.
+    pub connections_max_idle_ms: u64,
+    /// From a frame's first byte until all of it must have arrived.
+    pub request_read_timeout_ms: u64,
     pub group: crate::group::GroupConfig,
 }
 
@@ -186,6 +220,48 @@ impl ServerConfig {
             .map_err(|e| anyhow::anyhow!("[group]: {e}"))?;
         let num_partitions = file.num_partitions.unwrap_or(1);
         anyhow::ensure!(num_partitions >= 1, "num_partitions must be at least 1");
+        let queued_max_request_bytes = match args
+            .queued_max_request_bytes
+            .or(file.queued_max_request_bytes)
+            .unwrap_or(100 * 1024 * 1024)
+        {
+            -1 => usize::MAX,
+            bytes => usize::try_from(bytes)
+                .ok()
+                .filter(|bytes| *bytes > 0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("queued_max_request_bytes must be positive, or -1 for no limit")
+                })?,
+        };
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(100_000);
+        anyhow::ensure!(max_connections >= 1, "max_connections must be at least 1");
+        let max_connections_per_ip = args
+            .max_connections_per_ip
+            .or(file.max_connections_per_ip)
+            .unwrap_or(max_connections);
+        anyhow::ensure!(
+            max_connections_per_ip >= 1,
+            "max_connections_per_ip must be at least 1"
+        );
+        let connections_max_idle_ms = args
+            .connections_max_idle_ms
+            .or(file.connections_max_idle_ms)
+            .unwrap_or(600_000);
+        anyhow::ensure!(
+            connections_max_idle_ms >= 1,
+            "connections_max_idle_ms must be at least 1"
+        );
+        let request_read_timeout_ms = args
+            .request_read_timeout_ms
+            .or(file.request_read_timeout_ms)
+            .unwrap_or(30_000);
+        anyhow::ensure!(
+            request_read_timeout_ms >= 1,
+            "request_read_timeout_ms must be at least 1"
+        );
         Ok(ServerConfig {
             data_dir: args
                 .data_dir
@@ -216,6 +292,11 @@ impl ServerConfig {
             connection_inflight_max: 32,
             metrics_per_partition: args.metrics_per_partition
                 || file.metrics_per_partition.unwrap_or(false),
+            queued_max_request_bytes,
+            max_connections,
+            max_connections_per_ip,
+            connections_max_idle_ms,
+            request_read_timeout_ms,
             group,
         })
     }
@@ -262,6 +343,35 @@ mod tests {
         assert_eq!(config.advertised_port, 9092);
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(config.auto_create_topics_enable);
+        assert_eq!(config.queued_max_request_bytes, 100 * 1024 * 1024);
+        assert_eq!(config.max_connections_per_ip, config.max_connections);
+        assert_eq!(config.connections_max_idle_ms, 600_000);
+    }
+
+    #[test]
+    fn connection_limits_take_kafka_values() {
+        let unbounded = ServeArgs {
+            queued_max_request_bytes: Some(-1),
+            ..ServeArgs::default()
+        };
+        let config = ServerConfig::resolve(&unbounded).unwrap();
+        assert_eq!(config.queued_max_request_bytes, usize::MAX);
+        for bad in [
+            ServeArgs {
+                queued_max_request_bytes: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                max_connections: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                request_read_timeout_ms: Some(0),
+                ..ServeArgs::default()
+            },
+        ] {
+            assert!(ServerConfig::resolve(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

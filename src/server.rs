@@ -15,6 +15,9 @@ use crate::broker::messages::ShardRequest;
 use crate::broker::Shard;
 use crate::cluster::{ClusterMetadata, MetadataStore};
 use crate::config::ServerConfig;
+use crate::net::admission::{self, Admission};
+use crate::net::budget::RequestBudget;
+use crate::net::close_log;
 use crate::net::connection::{self, ConnectionLimits, StopSignal};
 use crate::net::listener::ShardListener;
 use crate::runtime::mesh::{self, Mesh};
@@ -60,15 +63,28 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let builder = mesh::builder::<ShardRequest>(config.shard_count);
     let drained_shards = Arc::new(AtomicUsize::new(0));
     let start_failed = Arc::new(AtomicBool::new(false));
+    // Connection counts are per broker, and every shard accepts on its own.
+    let admission = Arc::new(Admission::new(
+        config.max_connections,
+        config.max_connections_per_ip,
+    ));
     let results = run_shards(&placement, move || {
         let config = Arc::clone(&config);
         let shutdown = Arc::clone(&shutdown);
         let drained_shards = Arc::clone(&drained_shards);
         let start_failed = Arc::clone(&start_failed);
+        let admission = Arc::clone(&admission);
         async move {
-            run_shard(config, builder, shutdown, start_failed, drained_shards)
-                .await
-                .map_err(|e| format!("{e:#}"))
+            run_shard(
+                config,
+                builder,
+                shutdown,
+                start_failed,
+                drained_shards,
+                admission,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))
         }
     })
     .context("starting the shard executors")?;
@@ -256,6 +272,7 @@ async fn run_shard(
     shutdown: Arc<AtomicBool>,
     start_failed: Arc<AtomicBool>,
     drained_shards: Arc<AtomicUsize>,
+    admission: Arc<Admission>,
 ) -> anyhow::Result<()> {
     // Recovery can take long, and a shard can fail while the others wait for it: the start is
     // abandoned at a signal or at another shard's failure, so it never hangs.
@@ -294,10 +311,15 @@ async fn run_shard(
     ))
     .detach();
 
+    glommio::spawn_local(close_log::flush_until_stopped(id, Rc::clone(&stop))).detach();
+
     let limits = ConnectionLimits {
         request_size_max_bytes: config.socket_request_max_bytes,
         inflight_max: config.connection_inflight_max,
+        idle_max_ms: config.connections_max_idle_ms,
+        request_read_timeout_ms: config.request_read_timeout_ms,
     };
+    let budget = Rc::new(RequestBudget::new(config.queued_max_request_bytes));
     let live = Rc::new(Cell::new(0usize));
     let drained = Rc::new(Notify::default());
     let handler = {
@@ -325,16 +347,21 @@ async fn run_shard(
                 continue;
             }
         };
+        let Some(admitted) = admission::admit_stream(&admission, &stream) else {
+            continue; // Refused: dropping the stream closes it.
+        };
         live.set(live.get() + 1);
         crate::metrics::connection_opened();
-        let (live, drained, handler, stop) = (
+        let (live, drained, handler, stop, budget) = (
             Rc::clone(&live),
             Rc::clone(&drained),
             Rc::clone(&handler),
             Rc::clone(&stop),
+            Rc::clone(&budget),
         );
         glommio::spawn_local(async move {
-            connection::serve(stream, limits, handler, stop).await;
+            connection::serve(stream, limits, budget, handler, stop).await;
+            drop(admitted);
             crate::metrics::connection_closed();
             live.set(live.get() - 1);
             drained.notify_all();

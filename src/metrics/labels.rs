@@ -31,7 +31,8 @@ pub struct ShardOpLabels {
     pub op: &'static str,
 }
 
-/// `reason` is `timeout` or `shard_gone`.
+/// `reason` is one of a fixed handful: `timeout`, `shard_gone` (mesh failures), the limit a
+/// refused connection was over, why the broker closed a connection.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShardReasonLabels {
     pub shard: usize,

@@ -40,8 +40,10 @@ pub use histogram::LatencyHistogram;
 use labels::*;
 pub use readiness::{readiness, Pending, Readiness};
 pub use shard_local::{
-    bind_shard, connection_closed, connection_opened, mesh_call_done, mesh_sent, record_runtime,
-    timed_io, topic_fetched, topic_produced, zero_ahead_written, IoOp, MeshOutcome, RuntimeDelta,
+    bind_shard, connection_closed, connection_closed_by_broker, connection_opened,
+    connection_refused, mesh_call_done, mesh_sent, record_runtime, set_queued_request_bytes,
+    timed_io, topic_fetched, topic_produced, zero_ahead_written, BrokerClose, IoOp, MeshOutcome,
+    RuntimeDelta,
 };
 
 /// The content type of `/metrics` (Prometheus text format 0.0.4).
@@ -68,6 +70,9 @@ pub(crate) struct Families {
     pub requests_in_flight: Family<ShardLabels, Gauge>,
     pub connections_open: Family<ShardLabels, Gauge>,
     pub connections_accepted: Family<ShardLabels, Counter>,
+    pub connections_refused: Family<ShardReasonLabels, Counter>,
+    pub connections_closed: Family<ShardReasonLabels, Counter>,
+    pub queued_request_bytes: Family<ShardLabels, Gauge>,
     pub topic_produced_bytes: Family<TopicLabels, Counter>,
     pub topic_produced_records: Family<TopicLabels, Counter>,
     pub topic_fetched_bytes: Family<TopicLabels, Counter>,
@@ -128,6 +133,9 @@ fn build() -> Metrics {
         requests_in_flight: Family::default(),
         connections_open: Family::default(),
         connections_accepted: Family::default(),
+        connections_refused: Family::default(),
+        connections_closed: Family::default(),
+        queued_request_bytes: Family::default(),
         topic_produced_bytes: Family::default(),
         topic_produced_records: Family::default(),
         topic_fetched_bytes: Family::default(),
@@ -204,6 +212,27 @@ fn build() -> Metrics {
         "Kafka client connections accepted",
         None,
         &f.connections_accepted,
+    );
+    add(
+        r,
+        "connections_refused",
+        "Kafka client connections closed at accept, by the limit they were over",
+        None,
+        &f.connections_refused,
+    );
+    add(
+        r,
+        "connections_closed",
+        "Kafka client connections the broker closed: idle, a frame too slow or malformed, a stalled write",
+        None,
+        &f.connections_closed,
+    );
+    add(
+        r,
+        "queued_request",
+        "Bytes of requests being read, queued or handled, against queued_max_request_bytes",
+        Some(Unit::Bytes),
+        &f.queued_request_bytes,
     );
     add(
         r,

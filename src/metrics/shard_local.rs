@@ -44,6 +44,9 @@ pub(super) struct ShardHandles {
     requests_in_flight: Gauge,
     connections_open: Gauge,
     connections_accepted: Counter,
+    connections_refused: HashMap<&'static str, Counter>,
+    connections_closed: HashMap<&'static str, Counter>,
+    queued_request_bytes: Gauge,
     fsync: LatencyHistogram,
     io_read: LatencyHistogram,
     io_write: LatencyHistogram,
@@ -76,6 +79,9 @@ impl ShardHandles {
             requests_in_flight: f.requests_in_flight.get_or_create_owned(&s),
             connections_open: f.connections_open.get_or_create_owned(&s),
             connections_accepted: f.connections_accepted.get_or_create_owned(&s),
+            connections_refused: HashMap::new(),
+            connections_closed: HashMap::new(),
+            queued_request_bytes: f.queued_request_bytes.get_or_create_owned(&s),
             fsync: f.fsync_duration.get_or_create_owned(&s),
             io_read: f.io_duration.get_or_create_owned(&op("read")),
             io_write: f.io_duration.get_or_create_owned(&op("write")),
@@ -229,6 +235,75 @@ pub fn connection_opened() {
 pub fn connection_closed() {
     with_handles(|h| {
         h.connections_open.dec();
+    });
+}
+
+/// A new connection closed at accept because it was over the limit named by `limit`
+/// (`max_connections`, `max_connections_per_ip`).
+pub fn connection_refused(limit: &'static str) {
+    with_handles(|h| {
+        let shard = h.shard;
+        h.connections_refused
+            .entry(limit)
+            .or_insert_with(|| {
+                families()
+                    .connections_refused
+                    .get_or_create_owned(&ShardReasonLabels {
+                        shard,
+                        reason: limit,
+                    })
+            })
+            .inc();
+    });
+}
+
+/// Why the broker, not the client, closed a connection.
+#[derive(Debug, Clone, Copy)]
+pub enum BrokerClose {
+    /// Nothing in flight and nothing read for `connections_max_idle_ms`.
+    Idle,
+    /// A frame that did not arrive whole within `request_read_timeout_ms`.
+    RequestReadTimeout,
+    /// An answer the client did not take for `connections_max_idle_ms`.
+    WriteTimeout,
+    /// A frame the broker could not read or answer.
+    Malformed,
+}
+
+impl BrokerClose {
+    fn label(self) -> &'static str {
+        match self {
+            BrokerClose::Idle => "idle",
+            BrokerClose::RequestReadTimeout => "request_read_timeout",
+            BrokerClose::WriteTimeout => "write_timeout",
+            BrokerClose::Malformed => "malformed",
+        }
+    }
+}
+
+pub fn connection_closed_by_broker(reason: BrokerClose) {
+    with_handles(|h| {
+        let shard = h.shard;
+        let label = reason.label();
+        h.connections_closed
+            .entry(label)
+            .or_insert_with(|| {
+                families()
+                    .connections_closed
+                    .get_or_create_owned(&ShardReasonLabels {
+                        shard,
+                        reason: label,
+                    })
+            })
+            .inc();
+    });
+}
+
+/// Bytes the shard's request budget holds now.
+pub fn set_queued_request_bytes(size_bytes: usize) {
+    with_handles(|h| {
+        h.queued_request_bytes
+            .set(i64::try_from(size_bytes).unwrap_or(i64::MAX));
     });
 }
 
