@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use glommio::sync::Semaphore;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
@@ -57,6 +58,8 @@ use messages::{ControllerError, ControllerOp, ControllerReply, ShardRequest};
 
 /// Cross-shard requests handled at once per shard; senders wait beyond this.
 const MESH_INFLIGHT_MAX: usize = 4096;
+/// Partitions a shard opens at once when metadata gives it new ones.
+const PARTITION_OPENS_CONCURRENT_MAX: usize = 64;
 /// Producer ids a shard takes from the controller at a time.
 const PRODUCER_ID_BLOCK: u64 = 1000;
 /// How often group timers are checked; session timeouts are 6 s or more, so 100 ms is precise
@@ -306,6 +309,7 @@ impl Shard {
             return;
         }
         let mut wanted = HashSet::new();
+        let mut to_open = Vec::new();
         for topic in snapshot.topics.values() {
             let log_config = topic
                 .configs
@@ -322,43 +326,16 @@ impl Shard {
                     }
                     continue;
                 }
-                let dir = self.config.data_dir.join(id.dir_name());
-                if let Err(refused) =
-                    partition_dirs::claim(&dir, topic.id, &snapshot.deleted_topic_ids).await
-                {
-                    let reason = format!("directory {} cannot be used: {refused}", dir.display());
-                    self.set_offline(&id, Some(reason));
-                    continue;
-                }
-                match PartitionLog::open(
-                    &dir,
-                    log_config.clone(),
-                    Rc::clone(&self.cache),
-                    Rc::clone(&self.space),
-                )
-                .await
-                {
-                    Ok((log, report)) => {
-                        // The storage layer warns about a torn or corrupt tail itself; a cut
-                        // of preallocated zeros is routine and not worth a line.
-                        if report.recovery.invalid_reason.is_some() {
-                            tracing::info!(partition = %id.dir_name(), truncated_bytes = report.recovery.truncated_bytes, "recovered partition");
-                        }
-                        self.set_offline(&id, None);
-                        let partition = Partition::open(id.clone(), log, Default::default()).await;
-                        self.partitions
-                            .borrow_mut()
-                            .insert(id.clone(), Rc::clone(&partition));
-                        if id.topic == OFFSETS_TOPIC {
-                            self.groups.load(id.partition, partition).await;
-                        }
-                    }
-                    Err(error) => {
-                        self.set_offline(&id, Some(format!("cannot open its log: {error}")));
-                    }
-                }
+                to_open.push((id, topic.id, log_config.clone()));
             }
         }
+        // Each open waits on the disk (directory, marker and segment files, their syncs):
+        // opened together, thousands of new partitions take seconds, not minutes.
+        futures_util::stream::iter(to_open)
+            .for_each_concurrent(PARTITION_OPENS_CONCURRENT_MAX, |(id, topic_id, config)| {
+                self.open_partition(id, topic_id, config, &snapshot.deleted_topic_ids)
+            })
+            .await;
         let gone: Vec<TopicPartition> = self
             .partitions
             .borrow()
@@ -401,6 +378,49 @@ impl Shard {
             // answered after every shard applied the change, so after the tombstones are
             // durable.
             self.expire_group_offsets().await;
+        }
+    }
+
+    /// Opens one of this shard's partitions in its directory, or marks it offline with why.
+    async fn open_partition(
+        self: &Rc<Self>,
+        id: TopicPartition,
+        topic_id: uuid::Uuid,
+        log_config: crate::storage::LogConfig,
+        deleted_topic_ids: &std::collections::BTreeSet<uuid::Uuid>,
+    ) {
+        let dir = self.config.data_dir.join(id.dir_name());
+        if let Err(refused) = partition_dirs::claim(&dir, topic_id, deleted_topic_ids).await {
+            let reason = format!("directory {} cannot be used: {refused}", dir.display());
+            self.set_offline(&id, Some(reason));
+            return;
+        }
+        let opened = PartitionLog::open(
+            &dir,
+            log_config,
+            Rc::clone(&self.cache),
+            Rc::clone(&self.space),
+        )
+        .await;
+        match opened {
+            Ok((log, report)) => {
+                // The storage layer warns about a torn or corrupt tail itself; a cut of
+                // preallocated zeros is routine and not worth a line.
+                if report.recovery.invalid_reason.is_some() {
+                    tracing::info!(partition = %id.dir_name(), truncated_bytes = report.recovery.truncated_bytes, "recovered partition");
+                }
+                self.set_offline(&id, None);
+                let partition = Partition::open(id.clone(), log, Default::default()).await;
+                self.partitions
+                    .borrow_mut()
+                    .insert(id.clone(), Rc::clone(&partition));
+                if id.topic == OFFSETS_TOPIC {
+                    self.groups.load(id.partition, partition).await;
+                }
+            }
+            Err(error) => {
+                self.set_offline(&id, Some(format!("cannot open its log: {error}")));
+            }
         }
     }
 

@@ -101,6 +101,9 @@ impl ShardPlacement {
     }
 }
 
+/// Threads each shard has for file-system calls that would block it.
+const BLOCKING_THREADS_PER_SHARD: usize = 4;
+
 /// Starts one executor per shard running `make()` and waits for all of them to finish.
 /// Returns each shard's output in shard order of the pool (not the mesh order).
 pub fn run_shards<G, F, T>(placement: &ShardPlacement, make: G) -> std::io::Result<Vec<T>>
@@ -112,6 +115,10 @@ where
     let handles = LocalExecutorPoolBuilder::new(placement.pool_placement()?)
         .name("shard")
         .io_memory(IO_MEMORY_BYTES)
+        // File-system calls io_uring does not take (directories, renames, small metadata files
+        // and their syncs) run here. glommio's default is one thread per shard, pinned like
+        // the first shard, which serialised thousands of partition creations.
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(BLOCKING_THREADS_PER_SHARD))
         .on_all_shards(make)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     handles
