@@ -1282,7 +1282,7 @@ fn sealed_segment_damage_fails_the_open_and_a_start_past_the_end_is_ignored() {
         bytes[last_start + 9] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
         let error = open_error(damaged).await;
-        assert!(error.contains("damaged batch"), "{error}");
+        assert!(error.contains("is corrupt at"), "{error}");
 
         let started_late = copy("late-0");
         let checkpoint = PartitionCheckpoint::load(&started_late)

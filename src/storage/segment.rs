@@ -338,42 +338,65 @@ impl Segment {
     /// end at the offset the next segment starts from. A segment cut short, damaged near its
     /// end, or followed by a deleted one would otherwise leave offsets the log claims but
     /// cannot read, and consumers would stall there without a word. One small read.
-    async fn check_sealed_tail(&self, next_offset: i64, config: &LogConfig) -> Result<()> {
+    async fn check_sealed_tail(
+        self: &Rc<Self>,
+        next_offset: i64,
+        config: &LogConfig,
+    ) -> Result<()> {
+        let mut problem = self.sealed_tail_problem(next_offset, config).await?;
+        if problem.is_some() && self.index.borrow().last_offset_entry().is_some() {
+            // The scan started at the last index entry, which may itself be what is wrong: a
+            // rebuilt index says (its full scan fails on a damaged log).
+            tracing::warn!(dir = %self.dir.display(), base_offset = self.base_offset,
+                "sealed segment's tail does not check out from its index; rebuilding the index");
+            self.rebuild_sealed_index(config).await?;
+            problem = self.sealed_tail_problem(next_offset, config).await?;
+        }
+        match problem {
+            None => Ok(()),
+            Some(problem) => Err(StorageError::LogFailed(format!(
+                "sealed segment {}/{:020}.log is inconsistent: {problem}; the partition stays \
+                 offline with its data",
+                self.dir.display(),
+                self.base_offset
+            ))),
+        }
+    }
+
+    /// What is wrong with the batches from the last index entry to the end, if anything.
+    async fn sealed_tail_problem(
+        &self,
+        next_offset: i64,
+        config: &LogConfig,
+    ) -> Result<Option<String>> {
         let (start, expected_offset) = match self.index.borrow().last_offset_entry() {
             Some(entry) => (u64::from(entry.position), None),
             None => (0, Some(self.base_offset)),
         };
-        let size_bytes = self.size_bytes();
         let batch_size_max = config.segment_bytes.max(config.max_message_bytes) as usize;
         let outcome = scan::scan(
             &self.log,
             start,
-            size_bytes,
+            self.size_bytes(),
             true,
             expected_offset,
             batch_size_max,
             |_| ControlFlow::Continue(()),
         )
         .await?;
-        let problem = match (&outcome.stop, outcome.next_offset) {
+        Ok(match (&outcome.stop, outcome.next_offset) {
             (ScanStop::Invalid { position, reason }, _) => {
-                format!("a damaged batch at byte {position}: {reason}")
+                Some(format!("a damaged batch at byte {position}: {reason}"))
             }
-            (_, Some(end)) if end != next_offset => format!(
+            (_, Some(end)) if end != next_offset => Some(format!(
                 "its batches end at offset {end} but the next segment starts at {next_offset}: \
                  offsets {end}..{next_offset} are missing (a segment deleted or cut short)"
-            ),
-            (_, None) if next_offset != self.base_offset => {
-                format!("it holds no batch but the next segment starts at {next_offset}")
-            }
-            _ => return Ok(()),
-        };
-        Err(StorageError::LogFailed(format!(
-            "sealed segment {}/{:020}.log is inconsistent: {problem}; the partition stays \
-             offline with its data",
-            self.dir.display(),
-            self.base_offset
-        )))
+            )),
+            (_, None) if next_offset != self.base_offset => Some(format!(
+                "it holds no batch but the next segment starts at {next_offset}"
+            )),
+            _ => None,
+        })
     }
 
     /// Rebuilds a sealed segment's indexes with one full validating scan of its log.
