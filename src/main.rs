@@ -77,6 +77,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter.unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // A failed log write (stderr on a full disk) would otherwise be reported with
+        // `eprintln!`, which panics when stderr cannot be written: lose the line, not the
+        // broker.
+        .log_internal_errors(false)
         // Colour codes only for a terminal: a log file or the journal would keep them as text.
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -142,9 +142,19 @@ fn preflight(config: &ServerConfig) -> anyhow::Result<Exclusive> {
         )
     })?;
     let probe = config.data_dir.join(".write-probe");
-    std::fs::write(&probe, b"ringlog").with_context(|| {
-        format!("data directory {} is not writable: fix its permissions or choose another with --data-dir", config.data_dir.display())
-    })?;
+    match std::fs::write(&probe, b"ringlog") {
+        Ok(()) => {}
+        // Writable but full: the broker starts, serves reads and refuses writes until space
+        // returns.
+        Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => {
+            tracing::warn!(data_dir = %config.data_dir.display(), "the data directory's disk is full: starting to serve reads; produce is refused until space returns");
+        }
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!("data directory {} is not writable: fix its permissions or choose another with --data-dir", config.data_dir.display())
+            });
+        }
+    }
     let _ = std::fs::remove_file(&probe);
     let data_dir_lock = lock_data_dir(&config.data_dir)?;
     // Before the listener check: a broker still recovering its logs has not bound the port yet,
@@ -207,9 +217,11 @@ pub fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File
             data_dir.display()
         );
     }
-    file.set_len(0)?;
-    file.rewind()?;
-    writeln!(file, "{}", std::process::id())?;
+    // Only for the next process's message: a full disk may refuse it, the lock holds anyway.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|_| writeln!(file, "{}", std::process::id()));
     Ok(file)
 }
 

@@ -6,6 +6,7 @@
 //! Needs root for the loop mount, as CI has; elsewhere the test says so and does nothing.
 
 mod common;
+mod common_kafka;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -266,4 +267,182 @@ fn a_group_commit_that_runs_out_of_space_fails_its_waiters() {
             assert_batches_eq(&read_all(&log, 0, 1 << 20).await, &expected, "after reopen");
         });
     });
+}
+
+/// Fills the filesystem at `dir` to the last block.
+fn fill_disk(dir: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(dir.join("fill")).unwrap();
+    for chunk_bytes in [1024 * 1024, 4096, 512] {
+        let chunk = vec![0u8; chunk_bytes];
+        while file.write_all(&chunk).is_ok() {}
+    }
+    let _ = file.sync_all();
+}
+
+/// A broker whose disk filled while it was down starts, serves reads and refuses produce
+/// with KAFKA_STORAGE_ERROR, says so once in its log, and takes produce again once space
+/// returns, as it does when the disk fills while it runs.
+#[test]
+fn a_broker_on_a_full_disk_starts_serves_reads_and_refuses_produce() {
+    with_loop_mount(|mount_point| {
+        let config = mount_point.join("ringlog.toml");
+        std::fs::write(
+            &config,
+            "disk_free_threshold_bytes = 1048576\nballast_bytes = 0\n",
+        )
+        .unwrap();
+        let data_dir = mount_point.join("data");
+        // Off the full disk, so that every line of it is kept.
+        let log_dir = tempfile::tempdir().unwrap();
+        let log_path = log_dir.path().join("broker.log");
+        let [kafka_port, admin_port] = common_kafka::free_ports();
+        let kafka_addr: std::net::SocketAddr = format!("127.0.0.1:{kafka_port}").parse().unwrap();
+        let serve_logging_to = |log_path: &std::path::Path| {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path)
+                .unwrap();
+            ServedBroker(
+                Command::new(env!("CARGO_BIN_EXE_ringlog"))
+                    .arg("serve")
+                    .arg("--config")
+                    .arg(&config)
+                    .arg("--data-dir")
+                    .arg(&data_dir)
+                    .args(["--kafka-addr", &kafka_addr.to_string()])
+                    .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
+                    .args(["--smp", "2"])
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            )
+        };
+        let serve = || serve_logging_to(&log_path);
+        let broker_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let mut broker = serve();
+        let mut client = broker.connect(kafka_addr, &broker_log);
+        common_kafka::create_topic(&mut client, "kept", 1);
+        assert_eq!(
+            common_kafka::produce_batch(&mut client, "kept", 0, 10, -1).0,
+            0
+        );
+        drop(client);
+        broker.stop();
+
+        fill_disk(&mount_point);
+        let mut broker = serve();
+        let mut client = broker.connect(kafka_addr, &broker_log);
+        assert_eq!(
+            common_kafka::list_offset(&mut client, "kept", 0, -1),
+            (0, 10)
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let refused = loop {
+            let code = common_kafka::produce_batch(&mut client, "kept", 0, 1, -1).0;
+            if code != 0 || std::time::Instant::now() > deadline {
+                break code;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(refused, 56, "KAFKA_STORAGE_ERROR:\n{}", broker_log());
+        assert!(
+            broker_log().contains("produce is refused"),
+            "{}",
+            broker_log()
+        );
+        drop(client);
+        broker.stop();
+
+        // Its log on the full disk too: lines are lost, the broker is not.
+        let full_log = mount_point.join("broker-on-full-disk.log");
+        let mut broker = serve_logging_to(&full_log);
+        let mut client = broker.connect(kafka_addr, &broker_log);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while common_kafka::produce_batch(&mut client, "kept", 0, 1, -1).0 == 0 {
+            assert!(std::time::Instant::now() < deadline, "never refused");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(common_kafka::list_offset(&mut client, "kept", 0, -1).0, 0);
+        drop(client);
+        assert!(
+            broker.stop().is_some_and(|s| s.success()),
+            "it died writing its log"
+        );
+        let mut broker = serve();
+        let mut client = broker.connect(kafka_addr, &broker_log);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while common_kafka::produce_batch(&mut client, "kept", 0, 1, -1).0 == 0 {
+            assert!(std::time::Instant::now() < deadline, "never refused");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        std::fs::remove_file(mount_point.join("fill")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while common_kafka::produce_batch(&mut client, "kept", 0, 1, -1).0 != 0 {
+            assert!(std::time::Instant::now() < deadline, "{}", broker_log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            broker_log().contains("produce is accepted again"),
+            "{}",
+            broker_log()
+        );
+        drop(client);
+        broker.stop();
+    });
+}
+
+/// A `ringlog serve` process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct ServedBroker(std::process::Child);
+
+impl ServedBroker {
+    /// Connects once the broker answers ApiVersions; panics with its log if it exits first.
+    fn connect(
+        &mut self,
+        addr: std::net::SocketAddr,
+        log: &dyn Fn() -> String,
+    ) -> common_kafka::Client {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                panic!("ringlog exited at start-up with {status}:\n{}", log());
+            }
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return common_kafka::Client::connect(addr);
+            }
+            assert!(std::time::Instant::now() < deadline, "{}", log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then SIGKILL past 20 s; the exit status when it stopped by itself.
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServedBroker {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.stop();
+        }
+    }
 }

@@ -394,22 +394,71 @@ pub async fn ensure_ballast(path: &Path, size_bytes: u64) -> Result<()> {
 /// calls this once per data directory before opening any log.
 pub async fn prime_device(dir: &Path) -> Result<()> {
     create_dir_all(dir).await?;
-    // One file per thread: shards prime concurrently.
-    let probe_path =
-        dir.join(format!(".io-probe-{:?}", thread::current().id()).replace(['(', ')'], ""));
-    let owned = probe_path.clone();
-    blocking(move || std::fs::write(&owned, vec![0x5au8; PAGE_SIZE_BYTES as usize]))
-        .await
-        .map_err(|e| StorageError::io(format!("writing {}", probe_path.display()), e))?;
+    let probe_path = match ensure_probe_file(dir).await {
+        Ok(path) => path,
+        // A full disk must not keep the broker from starting to serve reads: any non-empty
+        // file already there primes the device as well.
+        Err(error) => match find_non_empty_file(dir).await {
+            Some(path) => path,
+            None => return Err(error),
+        },
+    };
     let probe = DirectFile::open(&probe_path, false).await?;
     let bytes = probe.read_at(0, PAGE_SIZE_BYTES as usize).await?;
     drop(probe);
-    remove_file(&probe_path).await?;
-    if bytes.len() != PAGE_SIZE_BYTES as usize {
+    if bytes.is_empty() {
         return Err(StorageError::io(
             format!("reading {}", probe_path.display()),
             io::Error::new(io::ErrorKind::UnexpectedEof, "short read of the I/O probe"),
         ));
     }
     Ok(())
+}
+
+/// The data directory's probe file, written once and kept, so that later starts (on a disk
+/// that may have filled since) only read it. Shards may race to write it: each writes its own
+/// temporary file and renames it into place, and the contents are the same.
+async fn ensure_probe_file(dir: &Path) -> Result<PathBuf> {
+    const PROBE_FILE: &str = ".io-probe";
+    let path = dir.join(PROBE_FILE);
+    let temporary =
+        dir.join(format!("{PROBE_FILE}.{:?}.tmp", thread::current().id()).replace(['(', ')'], ""));
+    let (owned, owned_temporary) = (path.clone(), temporary.clone());
+    blocking(move || -> io::Result<()> {
+        if std::fs::metadata(&owned).is_ok_and(|m| m.len() >= PAGE_SIZE_BYTES) {
+            return Ok(());
+        }
+        let written = std::fs::write(&owned_temporary, vec![0x5au8; PAGE_SIZE_BYTES as usize])
+            .and_then(|()| std::fs::rename(&owned_temporary, &owned));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&owned_temporary);
+        }
+        written
+    })
+    .await
+    .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))?;
+    Ok(path)
+}
+
+/// A non-empty regular file in `dir` or one level below (a segment of any partition).
+async fn find_non_empty_file(dir: &Path) -> Option<PathBuf> {
+    let owned = dir.to_path_buf();
+    blocking(move || {
+        let is_non_empty =
+            |path: &Path| std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0);
+        let entries: Vec<PathBuf> = std::fs::read_dir(&owned)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        if let Some(file) = entries.iter().find(|p| is_non_empty(p)) {
+            return Some(file.clone());
+        }
+        entries
+            .iter()
+            .filter(|p| p.is_dir())
+            .filter_map(|sub| std::fs::read_dir(sub).ok())
+            .flat_map(|read| read.filter_map(|e| e.ok().map(|e| e.path())))
+            .find(|p| is_non_empty(p))
+    })
+    .await
 }

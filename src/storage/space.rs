@@ -79,8 +79,20 @@ impl SpaceGuard {
         }
         let reading = file::free_space_bytes(dir).await;
         self.refreshing.set(false);
-        self.free_bytes.set(reading?);
+        let free_bytes = reading?;
+        let was_refusing = self.free_bytes.get() < self.threshold_bytes;
+        self.free_bytes.set(free_bytes);
         self.refreshed_at.set(Some(Instant::now()));
+        let refusing = free_bytes < self.threshold_bytes;
+        // One line at each change, so that an operator sees when produce stopped and
+        // started being refused, without a line per refused request.
+        if refusing && !was_refusing {
+            tracing::warn!(dir = %dir.display(), free_bytes, threshold_bytes = self.threshold_bytes,
+                "disk almost full: produce is refused (KAFKA_STORAGE_ERROR) until space returns; reads go on");
+        } else if was_refusing && !refusing {
+            tracing::info!(dir = %dir.display(), free_bytes, threshold_bytes = self.threshold_bytes,
+                "disk space returned: produce is accepted again");
+        }
         Ok(())
     }
 

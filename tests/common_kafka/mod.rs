@@ -221,7 +221,7 @@ impl Drop for Broker {
 }
 
 /// Two distinct free TCP ports on 127.0.0.1.
-fn free_ports() -> [u16; 2] {
+pub fn free_ports() -> [u16; 2] {
     let first = TcpListener::bind("127.0.0.1:0").expect("bind");
     let second = TcpListener::bind("127.0.0.1:0").expect("bind");
     [
