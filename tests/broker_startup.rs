@@ -142,6 +142,13 @@ fn a_second_broker_on_the_same_data_dir_is_refused() {
 #[test]
 fn a_second_broker_on_the_same_port_is_refused_while_the_first_starts() {
     let mut first = Broker::launch_with(&[]);
+    // The admin endpoint comes up once the first broker's start-up checks passed, before it
+    // recovers anything or binds the Kafka port.
+    let deadline = Instant::now() + START_FAILURE_DEADLINE;
+    while common_kafka::http_get(first.admin_addr, "/v1/health").is_err() {
+        assert!(Instant::now() < deadline, "{}", first.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let port = first.kafka_addr.port().to_string();
     let other_data = tempfile::tempdir().unwrap();
     let (code, stderr) = serve_or_kill(&[
