@@ -1302,3 +1302,59 @@ fn sealed_segment_damage_fails_the_open_and_a_start_past_the_end_is_ignored() {
         log.close().await.unwrap();
     });
 }
+
+/// Bytes flipped inside a record of a sealed segment: a read from the device checks each
+/// batch's CRC, so the damaged batch is refused (the partition answers KAFKA_STORAGE_ERROR)
+/// instead of served, and the batches around it still read.
+#[test]
+fn a_damaged_stored_batch_is_refused_when_read_from_the_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let log = open(&dir, small_config()).await;
+        let mut expected = Vec::new();
+        for i in 0..300u64 {
+            expected.push(append_stored(&log, &make_batch(i, 5, 3000, 100 + i as i64)).await);
+        }
+        assert!(log.segment_count() >= 3);
+        log.close().await.unwrap();
+        drop(log);
+        let path = dir.join(format!("{:020}.log", 0));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second = batch::validate(&bytes).unwrap().size_bytes();
+        // Inside the second batch's records (offsets 5..10), past its 61-byte header.
+        bytes[second + 200] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let log = open_uncached(&dir, small_config()).await;
+        let first = log.read(0, limits(300 * 5, 1)).await.unwrap();
+        let as_vecs =
+            |batches: &[bytes::Bytes]| batches.iter().map(|b| b.to_vec()).collect::<Vec<_>>();
+        assert_batches_eq(
+            &as_vecs(&first.batches),
+            &expected[..1],
+            "the batch before the damage",
+        );
+        match log.read(5, limits(300 * 5, 1 << 20)).await {
+            Err(StorageError::LogFailed(reason)) => {
+                assert!(reason.contains("damaged"), "{reason}");
+                assert_eq!(
+                    ringlog::protocol::codes::storage_error_code(&StorageError::LogFailed(reason)),
+                    56
+                );
+            }
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(data) => panic!("served {} damaged batch(es)", data.batches.len()),
+        }
+        // A read that starts before the damage stops short of it.
+        let before = log.read(0, limits(300 * 5, 1 << 20)).await.unwrap();
+        assert_eq!(before.batches.len(), 1);
+        let after = log.read(10, limits(300 * 5, 1)).await.unwrap();
+        assert_batches_eq(
+            &as_vecs(&after.batches),
+            &expected[2..3],
+            "the batch after the damage",
+        );
+        log.close().await.unwrap();
+    });
+}

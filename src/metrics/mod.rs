@@ -42,8 +42,8 @@ pub use readiness::{readiness, Pending, Readiness};
 pub use shard_local::{
     bind_shard, connection_closed, connection_closed_by_broker, connection_opened,
     connection_refused, mesh_call_done, mesh_sent, record_runtime, set_queued_request_bytes,
-    timed_io, topic_fetched, topic_produced, zero_ahead_written, BrokerClose, IoOp, MeshOutcome,
-    RuntimeDelta,
+    storage_read_damaged, timed_io, topic_fetched, topic_produced, zero_ahead_written, BrokerClose,
+    IoOp, MeshOutcome, RuntimeDelta,
 };
 
 /// The content type of `/metrics` (Prometheus text format 0.0.4).
@@ -85,6 +85,7 @@ pub(crate) struct Families {
     pub shard_tasks: Family<ShardLabels, Counter>,
     pub mesh_messages_sent: Family<ShardLabels, Counter>,
     pub zero_ahead_bytes: Family<ShardLabels, Counter>,
+    pub damaged_reads: Family<ShardLabels, Counter>,
     pub mesh_call_duration: Family<ShardLabels, LatencyHistogram>,
     pub mesh_failures: Family<ShardReasonLabels, Counter>,
     pub consumer_groups: Family<ShardLabels, Gauge>,
@@ -148,6 +149,7 @@ fn build() -> Metrics {
         shard_tasks: Family::default(),
         mesh_messages_sent: Family::default(),
         zero_ahead_bytes: Family::default(),
+        damaged_reads: Family::default(),
         mesh_call_duration: Family::default(),
         mesh_failures: Family::default(),
         consumer_groups: Family::default(),
@@ -261,6 +263,13 @@ fn build() -> Metrics {
         "Records sent to consumers, by topic (whole batches, as Kafka counts them)",
         None,
         &f.topic_fetched_records,
+    );
+    add(
+        r,
+        "storage_damaged_segments",
+        "Segments found holding a stored batch that fails its CRC when read back (each counted once; the broker log names it)",
+        None,
+        &f.damaged_reads,
     );
     add(
         r,

@@ -58,6 +58,7 @@ pub(super) struct ShardHandles {
     tasks: Counter,
     mesh_sent: Counter,
     zero_ahead_bytes: Counter,
+    damaged_reads: Counter,
     mesh_call: LatencyHistogram,
     mesh_timeouts: Counter,
     mesh_gone: Counter,
@@ -93,6 +94,7 @@ impl ShardHandles {
             tasks: f.shard_tasks.get_or_create_owned(&s),
             mesh_sent: f.mesh_messages_sent.get_or_create_owned(&s),
             zero_ahead_bytes: f.zero_ahead_bytes.get_or_create_owned(&s),
+            damaged_reads: f.damaged_reads.get_or_create_owned(&s),
             mesh_call: f.mesh_call_duration.get_or_create_owned(&s),
             mesh_timeouts: f.mesh_failures.get_or_create_owned(&reason("timeout")),
             mesh_gone: f.mesh_failures.get_or_create_owned(&reason("shard_gone")),
@@ -330,6 +332,10 @@ pub async fn timed_io<F: Future>(op: IoOp, io: F) -> F::Output {
 
 pub fn mesh_sent() {
     with_handles(|h| h.mesh_sent.inc());
+}
+
+pub fn storage_read_damaged() {
+    with_handles(|h| h.damaged_reads.inc());
 }
 
 pub fn zero_ahead_written(size_bytes: u64) {

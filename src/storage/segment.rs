@@ -61,6 +61,8 @@ pub struct Segment {
     index_write_lock: Semaphore,
     /// Index entries already handed to the index files.
     persisted: Cell<(usize, usize)>,
+    /// Whether a damaged stored batch was logged already.
+    damage_reported: Cell<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +264,7 @@ impl Segment {
             pending: RefCell::new(VecDeque::new()),
             index_write_lock: Semaphore::new(1),
             persisted: Cell::new((0, 0)),
+            damage_reported: Cell::new(false),
         }))
     }
 
@@ -318,6 +321,7 @@ impl Segment {
             pending: RefCell::new(VecDeque::new()),
             index_write_lock: Semaphore::new(1),
             persisted: Cell::new((0, 0)),
+            damage_reported: Cell::new(false),
         });
         if index_plausible || size_bytes == 0 {
             let max_timestamp_ms = segment
@@ -512,6 +516,7 @@ impl Segment {
             pending: RefCell::new(VecDeque::new()),
             index_write_lock: Semaphore::new(1),
             persisted: Cell::new(kept),
+            damage_reported: Cell::new(false),
         });
         let mut report = RecoveryReport::default();
         let outcome = segment
@@ -1027,7 +1032,16 @@ impl Segment {
                 continue;
             }
             if wanted {
-                found.push(window.slice(in_window..in_window + batch_size));
+                let batch_bytes = window.slice(in_window..in_window + batch_size);
+                // The device may hand back what was never written (bit rot, a damaged sector):
+                // a batch that fails its CRC is never served as if it were data.
+                if let Err(error) = batch::validate(&batch_bytes) {
+                    if !found.is_empty() {
+                        break;
+                    }
+                    return Err(self.stored_batch_damaged(position, error));
+                }
+                found.push(batch_bytes);
                 size_bytes += batch_size;
                 next_offset = last_offset + 1;
             }
@@ -1044,6 +1058,21 @@ impl Segment {
             );
         }
         Ok(found)
+    }
+
+    /// The error for a stored batch that fails validation when read back; logged once per
+    /// segment, as consumers retry the same offset.
+    fn stored_batch_damaged(&self, position: u64, error: batch::BatchError) -> StorageError {
+        let reason = format!(
+            "stored batch at byte {position} of segment {}/{:020}.log is damaged: {error}",
+            self.dir.display(),
+            self.base_offset
+        );
+        if !self.damage_reported.replace(true) {
+            tracing::error!(%reason, "reads of this offset fail with KAFKA_STORAGE_ERROR");
+            crate::metrics::storage_read_damaged();
+        }
+        StorageError::LogFailed(reason)
     }
 
     /// Serves batches from the not-yet-written list; true if it found the batch holding
