@@ -236,13 +236,13 @@ async fn run_shard(
     crate::metrics::readiness().set_listening(id, true);
 
     let stop = Rc::new(StopSignal::default());
-    glommio::spawn_local(watch_shutdown(
+    crate::runtime::spawn_local(watch_shutdown(
         Rc::clone(&shard),
         shutdown,
         Rc::clone(&stop),
     ))
     .detach();
-    glommio::spawn_local(crate::admin::shard_view::publish_until_stopped(
+    crate::runtime::spawn_local(crate::admin::shard_view::publish_until_stopped(
         Rc::clone(&shard),
         Rc::clone(&cache_for_views),
         Rc::clone(&stop),
@@ -288,7 +288,7 @@ async fn run_shard(
             Rc::clone(&handler),
             Rc::clone(&stop),
         );
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             connection::serve(stream, limits, handler, stop).await;
             crate::metrics::connection_closed();
             live.set(live.get() - 1);

@@ -167,13 +167,13 @@ impl Shard {
     ) {
         for (_, receiver) in receivers.streams() {
             let shard = Rc::clone(self);
-            glommio::spawn_local(async move {
+            crate::runtime::spawn_local(async move {
                 while let Some(request) = receiver.recv().await {
                     let Ok(permit) = shard.mesh_permits.acquire_static_permit(1).await else {
                         break;
                     };
                     let shard = Rc::clone(&shard);
-                    glommio::spawn_local(async move {
+                    crate::runtime::spawn_local(async move {
                         shard.handle_shard_request(request).await;
                         drop(permit);
                     })
@@ -347,7 +347,7 @@ impl Shard {
         let shard = Rc::downgrade(self);
         let expiry_interval =
             Duration::from_millis(self.config.group.offsets_retention_check_interval_ms);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             let mut since_expiry = Duration::ZERO;
             loop {
                 glommio::timer::sleep(GROUP_POLL_INTERVAL).await;
@@ -358,7 +358,7 @@ impl Shard {
                 since_expiry += GROUP_POLL_INTERVAL;
                 if since_expiry >= expiry_interval {
                     since_expiry = Duration::ZERO;
-                    glommio::spawn_local(async move { shard.expire_group_offsets().await })
+                    crate::runtime::spawn_local(async move { shard.expire_group_offsets().await })
                         .detach();
                 }
             }
@@ -366,7 +366,7 @@ impl Shard {
         .detach();
         // Apart from the timers: lag needs other shards' answers, which must not delay them.
         let shard = Rc::downgrade(self);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             loop {
                 glommio::timer::sleep(GROUP_METRICS_INTERVAL).await;
                 let Some(shard) = shard.upgrade() else {

@@ -89,7 +89,7 @@ pub async fn serve<H, F>(
     // SAFETY: `writer_fd` is a fresh descriptor of a connected TCP socket, owned from here on.
     let writer = unsafe { TcpStream::from_raw_fd(writer_fd) };
     let (queue, answers) = local_channel::new_bounded::<JoinHandle<Outcome>>(limits.inflight_max);
-    let writer_task = glommio::spawn_local(write_loop(writer, answers, peer.clone()));
+    let writer_task = crate::runtime::spawn_local(write_loop(writer, answers, peer.clone()));
     let mut reader = stream;
     // Checked before every read: a client that keeps sending would keep the read ready and
     // the stop branch below unpolled.
@@ -118,7 +118,7 @@ pub async fn serve<H, F>(
         // Detached: a request runs to its end even if the connection goes away meanwhile, so an
         // append is never cut off halfway by a client hanging up.
         let answer =
-            glommio::spawn_local(async move { handler(frame, client_host).await }).detach();
+            crate::runtime::spawn_local(async move { handler(frame, client_host).await }).detach();
         if queue.send(answer).await.is_err() {
             break; // The writer stopped: the connection is closing.
         }

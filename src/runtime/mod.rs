@@ -5,6 +5,9 @@
 pub mod mesh;
 pub mod stats;
 pub mod topology;
+pub mod waker;
+
+pub use waker::spawn_local;
 
 use std::future::Future;
 
@@ -52,7 +55,7 @@ where
     let handle = LocalExecutorBuilder::new(placement)
         .name(name)
         .io_memory(IO_MEMORY_BYTES)
-        .spawn(move || async move { make().await })
+        .spawn(move || waker::StayHome::new(async move { make().await }))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     handle
         .join()
@@ -112,7 +115,7 @@ where
     let handles = LocalExecutorPoolBuilder::new(placement.pool_placement()?)
         .name("shard")
         .io_memory(IO_MEMORY_BYTES)
-        .on_all_shards(make)
+        .on_all_shards(move || waker::StayHome::new(make()))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     handles
         .join_all()
