@@ -93,7 +93,8 @@ if [ "$run_tests" = 1 ]; then
     failed+=("test suite under ASan (log: $out/asan-tests.log)")
   fi
   # The integration tests must have run the instrumented broker, not some other build.
-  if ! nm "$asan_bin" 2>/dev/null | grep -q __asan_init; then
+  # Not `grep -q`: it stops reading early, and nm's SIGPIPE would fail the pipeline.
+  if ! nm "$asan_bin" 2>/dev/null | grep __asan_init >/dev/null; then
     failed+=("$asan_bin is not ASan-instrumented")
   elif ! grep -lqa "$asan_bin" "$asan_dir/$target"/debug/deps/broker_startup-*; then
     failed+=("the integration tests do not start $asan_bin")
