@@ -432,3 +432,41 @@ pub async fn prime_device(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DMA read handed to another shard and dropped there comes home to be freed: the
+    /// glommio buffer inside is never dropped off its thread.
+    #[test]
+    fn a_read_buffer_dropped_on_another_thread_is_freed_at_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        std::fs::write(&path, vec![7u8; PAGE_SIZE_BYTES as usize]).unwrap();
+        crate::runtime::run_on_executor("file-test", move || async move {
+            prime_device(path.parent().unwrap()).await.unwrap();
+            let file = DirectFile::open(&path, false).await.unwrap();
+            let bytes = file.read_at(0, 100).await.unwrap();
+            assert_eq!(&bytes[..], &[7u8; 100][..]);
+            let reader = bytes.clone();
+            thread::spawn(move || {
+                assert_eq!(reader.iter().map(|b| u64::from(*b)).sum::<u64>(), 700);
+                drop(reader);
+            })
+            .join()
+            .unwrap();
+            // The other thread only dropped a reference; the last one is dropped over there.
+            let last = bytes;
+            thread::spawn(move || drop(last)).join().unwrap();
+            let home = thread::current().id();
+            let corpse = GRAVEYARD.with(|(_, receiver)| receiver.borrow().try_recv().ok());
+            let corpse = corpse.expect("the buffer was sent home");
+            assert_eq!(corpse.home, home);
+            assert!(corpse.buffer.is_some());
+            drop(corpse);
+            collect_foreign_garbage();
+        })
+        .unwrap();
+    }
+}
