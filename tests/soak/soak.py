@@ -142,21 +142,22 @@ class Broker:
             pass
         return None
 
-    def requests_served(self):
-        """Sum of the `ringlog_requests` counters, and of the error ones, from /metrics."""
+    def counters(self):
+        """Sums over labels of the `ringlog_*_total` counters of /metrics, by family name."""
         url = f"http://127.0.0.1:{self.admin_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as answer:
             text = answer.read().decode()
-        served = errors = 0.0
+        sums = Counter()
         for line in text.splitlines():
-            match = re.match(r"(ringlog_request[a-z_]*?)(_total)?(\{[^}]*\})? ([0-9.e+]+)$", line)
-            if not match:
-                continue
-            if match.group(1) == "ringlog_requests":
-                served += float(match.group(4))
-            elif match.group(1) == "ringlog_request_errors":
-                errors += float(match.group(4))
-        return int(served), int(errors)
+            match = re.match(r"(ringlog_[a-z_]+)_total(\{[^}]*\})? ([0-9.e+]+)$", line)
+            if match:
+                sums[match.group(1)] += float(match.group(3))
+        return sums
+
+    def requests_served(self):
+        """Requests received, and those answered with an error or closed, from /metrics."""
+        sums = self.counters()
+        return int(sums["ringlog_requests"]), int(sums["ringlog_request_errors"])
 
     def stop(self):
         if self.proc.poll() is None:
@@ -436,7 +437,7 @@ def main():
     samples = []
     started = time.monotonic()
     problems = []
-    served, request_errors = (-1, -1)
+    served, request_errors, mesh_sent = (-1, -1, -1)
     try:
         broker.start()
         start_rss = broker.rss_kib()
@@ -473,6 +474,7 @@ def main():
         if broker.alive():
             try:
                 served, request_errors = broker.requests_served()
+                mesh_sent = int(broker.counters()["ringlog_mesh_messages_sent"])
             except OSError as exc:
                 problems.append(f"/metrics did not answer at the end: {exc}")
         stop.set()
@@ -495,7 +497,8 @@ def main():
     elapsed = time.monotonic() - started
     print(f"\n[{args.label}] ==== figures after {elapsed:.0f} s ====")
     print(f"[{args.label}] requests served (ringlog_requests): {served}, "
-          f"answered with an error or closed (ringlog_request_errors): {request_errors}")
+          f"answered with an error or closed (ringlog_request_errors): {request_errors}, "
+          f"cross-shard messages (ringlog_mesh_messages_sent): {mesh_sent}")
     rss = [s[1] for s in samples if s[1] is not None]
     if rss:
         print(f"[{args.label}] broker RSS KiB: start {rss[0]}, min {min(rss)}, max {max(rss)}, "
