@@ -44,7 +44,7 @@ asan_bin="$PWD/$asan_dir/$target/debug/ringlog"
 out="$PWD/target/sanitize/$(date -u +%Y%m%dT%H%M%SZ)"
 reports="$out/asan-reports"
 mkdir -p "$reports"
-malloc_debug=/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0
+malloc_debug="$(ldconfig -p | awk '/libc_malloc_debug\.so\.0 /{print $NF; exit}')"
 
 # Whatever this script started goes with it: each soak kills its broker's process group on
 # exit, and the broker pid files catch a soak that was itself killed.
@@ -133,8 +133,8 @@ if [ "$run_asan_soak" = 1 ]; then
 fi
 
 if [ "$run_malloc_soak" = 1 ]; then
-  if [ ! -e "$malloc_debug" ]; then
-    failed+=("$malloc_debug is missing (Debian: libc6), cannot check malloc")
+  if [ -z "$malloc_debug" ] || [ ! -e "$malloc_debug" ]; then
+    failed+=("libc_malloc_debug.so.0 not found (glibc 2.34+, Debian: libc6): cannot check malloc")
   else
     cargo build --release --locked --bin ringlog
     soak malloc-check "$PWD/target/release/ringlog" \
