@@ -24,6 +24,7 @@ import argparse
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -414,6 +415,9 @@ def main():
     parser.add_argument("--duration-s", type=int, default=600)
     parser.add_argument("--workdir", help="where the data dir and broker.log go "
                         "(default: a new temporary directory)")
+    parser.add_argument("--keep-data", action="store_true",
+                        help="keep the data directory after a passing run (a failing run "
+                        "always keeps it); ten minutes of soak write about a gigabyte")
     parser.add_argument("--label", default="soak")
     parser.add_argument("--mix", choices=["full", "producer"], default="full",
                         help="full: every client above; producer: only one confluent-kafka "
@@ -520,6 +524,8 @@ def main():
         return 1
     print(f"[{args.label}] passed: no sanitizer or allocator report, clean SIGTERM stop",
           flush=True)
+    if not args.keep_data:
+        shutil.rmtree(broker.data_dir, ignore_errors=True)
     return 0
 
 
