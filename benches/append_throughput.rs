@@ -425,7 +425,7 @@ async fn run_ringlog(dir: PathBuf, case: Case) -> Result<RinglogRun, String> {
             // One task per producer waiting on its own batch; their waits share fdatasyncs.
             let producers = (0..depth).map(|_| {
                 let (log, requests) = (Rc::clone(&log), Rc::clone(&requests));
-                glommio::spawn_local(async move {
+                ringlog::runtime::spawn_local(async move {
                     while let Some(record_set) = requests.next() {
                         let info = log.append(record_set, 0).await?;
                         log.wait_durable(info.last_offset + 1).await?;

@@ -265,8 +265,10 @@ fn listening_on(addr: std::net::SocketAddr) -> bool {
 }
 
 fn io_uring_available() -> bool {
-    // SAFETY: io_uring_setup with a zeroed params struct either returns a descriptor, which we
-    // close, or fails; it touches nothing else.
+    // SAFETY: io_uring_setup reads and writes only its params argument, 120 bytes (the size
+    // of `struct io_uring_params` in every kernel ABI so far, whose unknown fields must be
+    // zero), which `params` provides; it returns a new descriptor, closed here at once, or
+    // fails. Nothing is mapped, so nothing outlives the call.
     unsafe {
         let mut params = [0u8; 120];
         let fd = libc::syscall(libc::SYS_io_uring_setup, 2u32, params.as_mut_ptr());
@@ -310,20 +312,20 @@ async fn run_shard(
     let id = shard.id;
 
     let stop = Rc::new(StopSignal::default());
-    glommio::spawn_local(watch_shutdown(
+    crate::runtime::spawn_local(watch_shutdown(
         Rc::clone(&shard),
         [shutdown, start_failed],
         Rc::clone(&stop),
     ))
     .detach();
-    glommio::spawn_local(crate::admin::shard_view::publish_until_stopped(
+    crate::runtime::spawn_local(crate::admin::shard_view::publish_until_stopped(
         Rc::clone(&shard),
         Rc::clone(&cache_for_views),
         Rc::clone(&stop),
     ))
     .detach();
 
-    glommio::spawn_local(close_log::flush_until_stopped(id, Rc::clone(&stop))).detach();
+    crate::runtime::spawn_local(close_log::flush_until_stopped(id, Rc::clone(&stop))).detach();
 
     let limits = ConnectionLimits {
         request_size_max_bytes: config.socket_request_max_bytes,
@@ -344,12 +346,11 @@ async fn run_shard(
         })
     };
     loop {
-        let accepted =
-            futures_lite::future::or(async { Some(listener.listener.accept().await) }, async {
-                stop.wait().await;
-                None
-            })
-            .await;
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            stop.wait().await;
+            None
+        })
+        .await;
         let stream = match accepted {
             None => break,
             Some(Ok(stream)) => stream,
@@ -371,7 +372,7 @@ async fn run_shard(
             Rc::clone(&stop),
             Rc::clone(&budget),
         );
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             connection::serve(stream, limits, budget, handler, stop).await;
             drop(admitted);
             crate::metrics::connection_closed();

@@ -68,7 +68,7 @@ fn crash_child() {
         let mut writers = Vec::new();
         for writer in 0..CHILD_WRITERS as u64 {
             let log = Rc::clone(&log);
-            writers.push(glommio::spawn_local(async move {
+            writers.push(ringlog::runtime::spawn_local(async move {
                 // Bounded: the parent kills the child long before this ends.
                 for sequence in 0..100_000u64 {
                     let token = token_base + sequence * CHILD_WRITERS as u64 + writer;

@@ -697,7 +697,7 @@ fn concurrent_durable_appends_share_fdatasyncs() {
         let mut tasks = Vec::new();
         for i in 0..200u64 {
             let log = log.clone();
-            tasks.push(glommio::spawn_local(async move {
+            tasks.push(ringlog::runtime::spawn_local(async move {
                 let info = append(&log, &make_batch(i, 1, 1000, 1)).await;
                 log.wait_durable(info.last_offset + 1).await.unwrap();
                 info.base_offset
@@ -778,7 +778,7 @@ fn appends_wait_while_the_shard_has_its_bound_of_writes_in_flight() {
         let highest = Rc::new(Cell::new(0usize));
         let producers = logs.iter().enumerate().map(|(partition, log)| {
             let (log, highest) = (Rc::clone(log), Rc::clone(&highest));
-            glommio::spawn_local(async move {
+            ringlog::runtime::spawn_local(async move {
                 for i in 0..12u64 {
                     let seed = partition as u64 * 100 + i;
                     append(&log, &make_batch(seed, 4, BATCH_BYTES - 2048, 1)).await;

@@ -180,7 +180,7 @@ impl Shard {
         self.note_offline(id.clone(), reason.clone());
         for shard in (0..self.count).filter(|s| *s != self.id) {
             let (this, partition, reason) = (Rc::clone(self), id.clone(), reason.clone());
-            glommio::spawn_local(async move {
+            crate::runtime::spawn_local(async move {
                 let message = ShardRequest::PartitionOffline { partition, reason };
                 if let Err(error) = this.mesh.send(shard, message).await {
                     tracing::warn!(shard, %error, "cannot tell a shard about an offline partition");
@@ -231,13 +231,13 @@ impl Shard {
     ) {
         for (_, receiver) in receivers.streams() {
             let shard = Rc::clone(self);
-            glommio::spawn_local(async move {
+            crate::runtime::spawn_local(async move {
                 while let Some(request) = receiver.recv().await {
                     let Ok(permit) = shard.mesh_permits.acquire_static_permit(1).await else {
                         break;
                     };
                     let shard = Rc::clone(&shard);
-                    glommio::spawn_local(async move {
+                    crate::runtime::spawn_local(async move {
                         shard.handle_shard_request(request).await;
                         drop(permit);
                     })
@@ -441,7 +441,7 @@ impl Shard {
         let shard = Rc::downgrade(self);
         let expiry_interval =
             Duration::from_millis(self.config.group.offsets_retention_check_interval_ms);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             let mut since_expiry = Duration::ZERO;
             loop {
                 glommio::timer::sleep(GROUP_POLL_INTERVAL).await;
@@ -452,7 +452,7 @@ impl Shard {
                 since_expiry += GROUP_POLL_INTERVAL;
                 if since_expiry >= expiry_interval {
                     since_expiry = Duration::ZERO;
-                    glommio::spawn_local(async move { shard.expire_group_offsets().await })
+                    crate::runtime::spawn_local(async move { shard.expire_group_offsets().await })
                         .detach();
                 }
             }
@@ -460,7 +460,7 @@ impl Shard {
         .detach();
         // Apart from the timers: lag needs other shards' answers, which must not delay them.
         let shard = Rc::downgrade(self);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             loop {
                 glommio::timer::sleep(GROUP_METRICS_INTERVAL).await;
                 let Some(shard) = shard.upgrade() else {

@@ -715,7 +715,7 @@ impl GroupCoordinator {
             .collect();
         for index in due {
             let coordinator = Rc::clone(self);
-            glommio::spawn_local(async move { coordinator.rewrite(index).await }).detach();
+            crate::runtime::spawn_local(async move { coordinator.rewrite(index).await }).detach();
         }
     }
 
@@ -871,7 +871,7 @@ impl GroupCoordinator {
             return;
         }
         let coordinator = Rc::clone(self);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             if let Err(code) = coordinator.append(index, &records).await {
                 tracing::warn!(
                     partition = index,

@@ -80,7 +80,7 @@ mod tests {
             let budget = Rc::new(RequestBudget::new(100));
             let first = budget.reserve(60).await;
             let second = budget.reserve(40).await;
-            let waiting = glommio::spawn_local({
+            let waiting = crate::runtime::spawn_local({
                 let budget = Rc::clone(&budget);
                 async move { budget.reserve(50).await.size_bytes }
             });

@@ -180,7 +180,7 @@ pub async fn serve<H, F>(
         changed: Notify::default(),
     });
     let (queue, answers) = local_channel::new_bounded::<JoinHandle<Outcome>>(limits.inflight_max);
-    let writer_task = glommio::spawn_local(write_loop(
+    let writer_task = crate::runtime::spawn_local(write_loop(
         writer,
         answers,
         peer.clone(),
@@ -218,7 +218,7 @@ where
         // Detached: a request runs to its end even if the connection goes away meanwhile, so an
         // append is never cut off halfway by a client hanging up. Its bytes stay reserved until
         // then, since the handler holds them.
-        let answer = glommio::spawn_local(async move {
+        let answer = crate::runtime::spawn_local(async move {
             let outcome = handler(frame, client_host).await;
             drop(reservation);
             outcome

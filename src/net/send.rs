@@ -64,11 +64,17 @@ fn send_some(fd: i32, chunks: &[Bytes], index: usize, offset: usize) -> io::Resu
             iov_len: slice.len(),
         });
     }
-    // SAFETY: an all-zero msghdr is valid; the iovecs point into `chunks`, alive for the call.
+    // The caller skips finished chunks, so the first slice is never empty: an empty sendmsg
+    // would return 0 and the caller would loop without progress.
+    debug_assert!(!iovecs.is_empty());
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
     let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
     message.msg_iov = iovecs.as_mut_ptr();
     message.msg_iovlen = iovecs.len() as _;
-    // SAFETY: `fd` is an open socket and `message` is fully initialised.
+    // SAFETY: `fd` is the caller's open socket; `message` points at `iovecs`, whose entries
+    // point into the `Bytes` of `chunks`, all borrowed for this synchronous call. The kernel
+    // only reads them (copies into the socket buffer) and keeps no pointer after it returns,
+    // unlike an io_uring send, which is why a glommio write of a slice is the fallback.
     let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
     if sent < 0 {
         return Err(io::Error::last_os_error());

@@ -5,6 +5,9 @@
 pub mod mesh;
 pub mod stats;
 pub mod topology;
+pub mod waker;
+
+pub use waker::spawn_local;
 
 use std::future::Future;
 
@@ -52,7 +55,7 @@ where
     let handle = LocalExecutorBuilder::new(placement)
         .name(name)
         .io_memory(IO_MEMORY_BYTES)
-        .spawn(move || async move { make().await })
+        .spawn(move || waker::StayHome::new(async move { make().await }))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     handle
         .join()
@@ -119,7 +122,7 @@ where
         // and their syncs) run here. glommio's default is one thread per shard, pinned like
         // the first shard, which serialised thousands of partition creations.
         .blocking_thread_pool_placement(PoolPlacement::Unbound(BLOCKING_THREADS_PER_SHARD))
-        .on_all_shards(make)
+        .on_all_shards(move || waker::StayHome::new(make()))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     handles
         .join_all()

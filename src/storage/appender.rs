@@ -449,7 +449,7 @@ impl Appender {
     fn preallocate_in_background(self: &Rc<Self>, target: u64) {
         self.state.borrow_mut().preallocating = true;
         let appender = Rc::clone(self);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             let result = appender.file.preallocate(target).await;
             if result.is_err() {
                 // Before `preallocating` clears: a foreground step must not run beside the cut.
@@ -780,7 +780,7 @@ impl Appender {
         let appender = Rc::clone(self);
         let buffer = Rc::new(buffer);
         let write_end = position + size_bytes as u64;
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             let ready = match after {
                 Some(before) => {
                     appender
@@ -954,7 +954,7 @@ impl Appender {
         });
         write_budget::add(ZERO_STEP_BYTES);
         let appender = Rc::clone(self);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             let result = match appender.file.write_rc_at(zeros, from).await {
                 // The blocks' new state must be durable too, or an O_DSYNC write landing there
                 // would still wait for it.

@@ -166,7 +166,7 @@ mod tests {
             let guard = lock.lock().await;
             let waiter = {
                 let (lock, done) = (std::rc::Rc::clone(&lock), std::rc::Rc::clone(&done));
-                glommio::spawn_local(async move {
+                crate::runtime::spawn_local(async move {
                     let _guard = lock.lock().await;
                     done.set(true);
                 })

@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -160,22 +159,33 @@ impl DirectFile {
 /// inside a `Bytes` that may travel to another shard. Other threads only read the bytes; the
 /// value itself is always dropped on its home thread: a drop elsewhere sends it home, and the
 /// home shard frees it at its next read or housekeeping pass.
+///
+/// glommio's `ReadResult` shares its buffer through non-atomic `Rc`s with the file's read
+/// scheduler (reads of the same range are deduplicated onto one buffer) and frees it into the
+/// shard's registered-buffer arena, a `RefCell`ed allocator: touched from two threads, either
+/// is a data race that frees memory twice.
 struct ShardOwned {
-    value: ManuallyDrop<ReadResult>,
+    /// `Some` until dropped.
+    value: Option<ReadResult>,
     home: ThreadId,
     home_graveyard: mpsc::Sender<Corpse>,
 }
 
 /// A value in transit to its home thread; only ever dropped there.
 struct Corpse {
-    _buffer: ReadResult,
+    /// `Some` until dropped.
+    buffer: Option<ReadResult>,
+    home: ThreadId,
 }
 
-// SAFETY: a `Corpse` is created on a foreign thread from a `ShardOwned` and dropped only on the
-// home thread, by `collect_foreign_garbage`; no thread but the home thread touches its `Rc`s.
+// SAFETY: a `Corpse` is created on a foreign thread from a `ShardOwned` and only moved from
+// there; its `Drop` frees the buffer on the home thread alone and leaks it anywhere else (see
+// `Corpse::drop`), so no thread but the home thread touches the `Rc`s inside.
 unsafe impl Send for Corpse {}
-// SAFETY: the foreign thread only reads the immutable DMA memory through `as_ref`; the `Rc`s
-// inside `ReadResult` are touched only by `drop`, which runs on the home thread (see `Drop`).
+// SAFETY: other threads only read the DMA memory through `as_ref`, which touches no `Rc`; the
+// memory is never written once the read completed (glommio hands a buffer to one read, and a
+// deduplicated read shares it read-only). The `Rc`s inside `ReadResult` are touched only by
+// `drop`, which runs on the home thread (see `Drop`).
 unsafe impl Send for ShardOwned {}
 
 thread_local! {
@@ -188,7 +198,7 @@ thread_local! {
 impl ShardOwned {
     fn new(value: ReadResult) -> Self {
         ShardOwned {
-            value: ManuallyDrop::new(value),
+            value: Some(value),
             home: thread::current().id(),
             home_graveyard: GRAVEYARD.with(|(sender, _)| sender.clone()),
         }
@@ -197,27 +207,55 @@ impl ShardOwned {
 
 impl AsRef<[u8]> for ShardOwned {
     fn as_ref(&self) -> &[u8] {
-        &self.value
+        self.value.as_deref().unwrap_or_default()
     }
 }
 
 impl Drop for ShardOwned {
     fn drop(&mut self) {
-        // SAFETY: `value` is taken exactly once, here.
-        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        let Some(value) = self.value.take() else {
+            return;
+        };
         if thread::current().id() == self.home {
             drop(value);
-        } else if let Err(mpsc::SendError(corpse)) =
-            self.home_graveyard.send(Corpse { _buffer: value })
-        {
+            return;
+        }
+        let corpse = Corpse {
+            buffer: Some(value),
+            home: self.home,
+        };
+        if let Err(mpsc::SendError(mut corpse)) = self.home_graveyard.send(corpse) {
             // The home shard has exited; its executor and buffers are gone with it.
-            std::mem::forget(corpse);
+            if let Some(buffer) = corpse.buffer.take() {
+                std::mem::forget(buffer);
+            }
+        }
+    }
+}
+
+impl Drop for Corpse {
+    fn drop(&mut self) {
+        let Some(buffer) = self.buffer.take() else {
+            return;
+        };
+        if thread::current().id() == self.home {
+            drop(buffer);
+        } else {
+            // Only the channel's own teardown could drop a corpse elsewhere (its last sender
+            // going away on a foreign thread with corpses still queued): leaking the buffer
+            // there is the price of never touching its `Rc`s off the home thread.
+            debug_assert!(
+                false,
+                "a read buffer reached its drop away from its home thread"
+            );
+            std::mem::forget(buffer);
         }
     }
 }
 
 /// Frees read buffers that other shards have finished with. Called on every read and by the
-/// shard's housekeeping; the backlog is bounded by the fetch responses in flight.
+/// shard's housekeeping; the backlog is bounded by the fetch responses in flight. Dropping a
+/// corpse frees a buffer and nothing else, so this never re-enters itself.
 pub fn collect_foreign_garbage() {
     GRAVEYARD.with(|(_, receiver)| {
         let receiver = receiver.borrow();
@@ -461,4 +499,42 @@ async fn find_non_empty_file(dir: &Path) -> Option<PathBuf> {
             .find(|p| is_non_empty(p))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DMA read handed to another shard and dropped there comes home to be freed: the
+    /// glommio buffer inside is never dropped off its thread.
+    #[test]
+    fn a_read_buffer_dropped_on_another_thread_is_freed_at_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        std::fs::write(&path, vec![7u8; PAGE_SIZE_BYTES as usize]).unwrap();
+        crate::runtime::run_on_executor("file-test", move || async move {
+            prime_device(path.parent().unwrap()).await.unwrap();
+            let file = DirectFile::open(&path, false).await.unwrap();
+            let bytes = file.read_at(0, 100).await.unwrap();
+            assert_eq!(&bytes[..], &[7u8; 100][..]);
+            let reader = bytes.clone();
+            thread::spawn(move || {
+                assert_eq!(reader.iter().map(|b| u64::from(*b)).sum::<u64>(), 700);
+                drop(reader);
+            })
+            .join()
+            .unwrap();
+            // The other thread only dropped a reference; the last one is dropped over there.
+            let last = bytes;
+            thread::spawn(move || drop(last)).join().unwrap();
+            let home = thread::current().id();
+            let corpse = GRAVEYARD.with(|(_, receiver)| receiver.borrow().try_recv().ok());
+            let corpse = corpse.expect("the buffer was sent home");
+            assert_eq!(corpse.home, home);
+            assert!(corpse.buffer.is_some());
+            drop(corpse);
+            collect_foreign_garbage();
+        })
+        .unwrap();
+    }
 }

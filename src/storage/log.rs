@@ -544,7 +544,7 @@ impl PartitionLog {
         // the request buffers the cached batches point into (an executor that exits first
         // never drops the task at all).
         let log = Rc::downgrade(self);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             glommio::timer::sleep(WRITE_BEHIND_DELAY).await;
             let Some(log) = log.upgrade() else {
                 return;
@@ -653,7 +653,7 @@ impl PartitionLog {
     fn start_seal(self: &Rc<Self>, segment: Rc<Segment>, end_offset: i64) {
         self.state.borrow_mut().sealing_end = Some(end_offset);
         let log = Rc::clone(self);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             match segment.seal().await {
                 Ok(()) => {
                     {
@@ -745,7 +745,7 @@ impl PartitionLog {
             state.syncs_in_flight += 1;
         }
         let log = Rc::clone(self);
-        glommio::spawn_local(async move { log.sync_loop().await }).detach();
+        crate::runtime::spawn_local(async move { log.sync_loop().await }).detach();
     }
 
     /// Runs group commits while requests are ahead of what is durable or being made durable.

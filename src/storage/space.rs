@@ -108,7 +108,7 @@ impl SpaceGuard {
             return Ok(());
         }
         let guard = Rc::clone(self);
-        glommio::spawn_local(async move {
+        crate::runtime::spawn_local(async move {
             if let Err(error) = guard.refresh(max_age).await {
                 tracing::warn!(%error, "free-space check failed; using the last reading");
             }
