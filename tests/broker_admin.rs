@@ -24,7 +24,6 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::incremental_alter_configs_request as incremental;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
@@ -36,8 +35,8 @@ use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest,
-    MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
+    DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest, MetadataRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -285,18 +284,7 @@ fn delete_records(
 }
 
 fn earliest_offset(client: &mut Client, topic: &str, partition: i32) -> (i16, i64) {
-    let mut entry = ListOffsetsPartition::default();
-    entry.partition_index = partition;
-    entry.timestamp = -2;
-    let mut wanted = ListOffsetsTopic::default();
-    wanted.name = topic_name(topic);
-    wanted.partitions = vec![entry];
-    let mut request = ListOffsetsRequest::default();
-    request.replica_id = BrokerId(-1);
-    request.topics = vec![wanted];
-    let mut response = client.send(7, &request);
-    let answer = response.topics.remove(0).partitions.remove(0);
-    (answer.error_code, answer.offset)
+    common_kafka::list_offset(client, topic, partition, -2)
 }
 
 fn fetch(client: &mut Client, topic: &str, partition: i32, offset: i64) -> PartitionData {

@@ -56,6 +56,19 @@ fn serve_or_kill(args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// `serve_or_kill` on `data_dir`, with the Kafka listener on `kafka_port` and admin on a free
+/// port.
+fn serve_on(data_dir: &std::path::Path, kafka_port: u16) -> (Option<i32>, String) {
+    serve_or_kill(&[
+        "--kafka-addr",
+        &format!("127.0.0.1:{kafka_port}"),
+        "--admin-addr",
+        &format!("127.0.0.1:{}", free_port()),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ])
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -124,15 +137,7 @@ fn a_bad_flag_is_one_clear_line() {
 #[test]
 fn a_second_broker_on_the_same_data_dir_is_refused() {
     let broker = Broker::start();
-    let data_dir = broker.data_dir();
-    let (code, stderr) = serve_or_kill(&[
-        "--kafka-addr",
-        &format!("127.0.0.1:{}", free_port()),
-        "--admin-addr",
-        &format!("127.0.0.1:{}", free_port()),
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]);
+    let (code, stderr) = serve_on(&broker.data_dir(), free_port());
     assert_eq!(code, Some(1), "{stderr}");
     assert_one_clear_line(&stderr, "in use by another ringlog process");
 }
@@ -149,16 +154,8 @@ fn a_second_broker_on_the_same_port_is_refused_while_the_first_starts() {
         assert!(Instant::now() < deadline, "{}", first.log());
         std::thread::sleep(Duration::from_millis(5));
     }
-    let port = first.kafka_addr.port().to_string();
     let other_data = tempfile::tempdir().unwrap();
-    let (code, stderr) = serve_or_kill(&[
-        "--kafka-addr",
-        &format!("127.0.0.1:{port}"),
-        "--admin-addr",
-        &format!("127.0.0.1:{}", free_port()),
-        "--data-dir",
-        other_data.path().join("data").to_str().unwrap(),
-    ]);
+    let (code, stderr) = serve_on(&other_data.path().join("data"), first.kafka_addr.port());
     assert_eq!(code, Some(1), "{stderr}");
     assert_one_clear_line(&stderr, "already in use");
     first.wait_ready();
@@ -177,14 +174,7 @@ fn a_missing_metadata_log_beside_partitions_ends_start_up_with_one_line() {
     assert!(broker.stop().is_some_and(|s| s.success()));
     let data_dir = broker.data_dir();
     std::fs::remove_dir_all(data_dir.join("__cluster_metadata-0")).unwrap();
-    let (code, stderr) = serve_or_kill(&[
-        "--kafka-addr",
-        &format!("127.0.0.1:{}", free_port()),
-        "--admin-addr",
-        &format!("127.0.0.1:{}", free_port()),
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]);
+    let (code, stderr) = serve_on(&data_dir, free_port());
     assert_eq!(code, Some(1), "start-up must end, not hang:\n{stderr}");
     assert_one_clear_line(&stderr, "kept-0");
     assert!(data_dir

@@ -246,7 +246,7 @@ impl GroupCoordinator {
         if !self.partitions.borrow().contains_key(&offsets_partition) {
             return GroupReply::failed(&op, codes::NOT_COORDINATOR);
         }
-        if let Some(group_id) = op.group_id() {
+        if let Some(group_id) = GroupReply::group_of(&op) {
             self.run_group_timers(group_id);
         }
         match op {

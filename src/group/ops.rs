@@ -193,24 +193,6 @@ pub enum GroupOp {
     },
 }
 
-impl GroupOp {
-    /// The one group the operation is about; `None` for List.
-    pub fn group_id(&self) -> Option<&str> {
-        match self {
-            GroupOp::Join(request) => Some(&request.group_id),
-            GroupOp::Sync(request) => Some(&request.group_id),
-            GroupOp::Heartbeat(request) => Some(&request.group_id),
-            GroupOp::Commit(request) => Some(&request.group_id),
-            GroupOp::Leave { group_id, .. }
-            | GroupOp::FetchOffsets { group_id, .. }
-            | GroupOp::Describe { group_id }
-            | GroupOp::Delete { group_id }
-            | GroupOp::DeleteOffsets { group_id, .. } => Some(group_id),
-            GroupOp::List { .. } => None,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub enum GroupReply {
     Join(JoinResponse),
