@@ -28,6 +28,29 @@ fn batch_with_keys(keys: &[Option<&[u8]>]) -> Bytes {
     ))
 }
 
+/// The batch of `batch_with_keys`, its records compressed with gzip as a client would.
+fn gzip_batch_with_keys(keys: &[Option<&[u8]>]) -> Bytes {
+    use std::io::Write;
+    let mut records = Vec::new();
+    for (delta, key) in keys.iter().enumerate() {
+        batch::put_record(&mut records, 0, delta as i64, *key, Some(b"value"));
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&records).unwrap();
+    let compressed = encoder.finish().unwrap();
+    let mut bytes = batch::build_batch(
+        ringlog::storage::now_ms(),
+        keys.len() as i32,
+        &compressed,
+        None,
+    );
+    batch::peek_header_mut(&mut bytes).unwrap().attributes = 1.into();
+    // The CRC-32C covers the attributes onwards (byte 21) and sits just before them.
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
 fn produce(
     client: &mut Client,
     topic: &str,
@@ -86,6 +109,15 @@ fn a_compacted_topic_refuses_keyless_records_and_says_it_is_kept_whole() {
         .batch_index_error_message
         .as_ref()
         .is_some_and(|m| m.contains("without key")));
+
+    // Compressed batches are looked into, as Kafka decompresses them to check.
+    let refused = produce(
+        &mut client,
+        "keyed",
+        gzip_batch_with_keys(&[None, Some(b"b")]),
+    );
+    assert_eq!(refused.error_code, INVALID_RECORD);
+    assert_eq!(refused.record_errors[0].batch_index, 0);
 
     let accepted = produce(
         &mut client,

@@ -135,9 +135,10 @@ impl Partition {
         // Appends happen in the order requests reached the partition: a pipelining producer
         // relies on it, and an idempotent one would see its sequence numbers out of order.
         if self.log.config().keys_required {
-            let keyless = batch::keyless_records(&records);
-            if !keyless.is_empty() {
-                return keyless_refused(&self.id, keyless);
+            match batch::keyless_records(&records) {
+                Ok(keyless) if keyless.is_empty() => {}
+                Ok(keyless) => return keyless_refused(&self.id, keyless),
+                Err(reason) => return ProduceOutcome::error(codes::CORRUPT_MESSAGE, reason),
             }
         }
         let permit = self.produce_lock.lock().await;

@@ -383,32 +383,47 @@ pub fn first_record_at_or_after(bytes: &[u8], target_ms: i64) -> Option<(i64, i6
     }
 }
 
+/// Most bytes a compressed batch may decompress to when the broker looks inside it.
+pub const DECOMPRESSED_BATCH_SIZE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
 /// The indexes (within the record set, as Kafka's KIP-467 `batch_index` counts them) of the
-/// records without a key, across the validated batches of `record_set`. Compressed batches,
-/// which the broker never unpacks, are not looked into.
-pub fn keyless_records(record_set: &[u8]) -> Vec<i32> {
+/// records without a key, across the validated batches of `record_set`. Compressed batches are
+/// decompressed to look, as Kafka does; one that cannot be is an error.
+pub fn keyless_records(record_set: &[u8]) -> Result<Vec<i32>, String> {
     let mut keyless = Vec::new();
     let mut index_base = 0i32;
     let mut position = 0;
     while let Ok(header) = peek_header(&record_set[position..]) {
         let size_bytes = header.size_bytes();
-        if position + size_bytes > record_set.len() {
+        let Some(batch) = record_set.get(position..position + size_bytes) else {
             break;
-        }
-        if header.compression_codec() == 0 {
-            let mut index = index_base;
-            walk_records(&record_set[position..], header, |_, _, key_length| {
-                if key_length < 0 {
-                    keyless.push(index);
-                }
-                index += 1;
-                ControlFlow::<()>::Continue(())
-            });
+        };
+        let mut index = index_base;
+        let mut visit = |_, _, key_length: i64| {
+            if key_length < 0 {
+                keyless.push(index);
+            }
+            index += 1;
+            ControlFlow::<()>::Continue(())
+        };
+        match header.compression_codec() {
+            0 => {
+                walk_records(batch, header, &mut visit);
+            }
+            codec => {
+                let records = crate::storage::codecs::decompress(
+                    codec,
+                    &batch[BATCH_HEADER_SIZE_BYTES..],
+                    DECOMPRESSED_BATCH_SIZE_MAX_BYTES,
+                )
+                .map_err(|reason| format!("batch at offset delta {index_base}: {reason}"))?;
+                walk_record_bytes(&records, header, &mut visit);
+            }
         }
         index_base = index_base.saturating_add(header.records_count.get());
         position += size_bytes;
     }
-    keyless
+    Ok(keyless)
 }
 
 /// Where a `CreateTime` timestamp may lie, in ms since the epoch, both ends included: the
@@ -460,10 +475,19 @@ pub fn timestamp_outside(bytes: &[u8], window: TimestampWindow) -> Option<i64> {
 fn walk_records<T>(
     bytes: &[u8],
     header: &BatchHeader,
-    mut visit: impl FnMut(i64, i64, i64) -> ControlFlow<T>,
+    visit: impl FnMut(i64, i64, i64) -> ControlFlow<T>,
 ) -> Option<Option<T>> {
     let end = header.size_bytes().min(bytes.len());
-    let mut records = bytes.get(BATCH_HEADER_SIZE_BYTES..end)?;
+    walk_record_bytes(bytes.get(BATCH_HEADER_SIZE_BYTES..end)?, header, visit)
+}
+
+/// `walk_records` over the records themselves: the bytes after an uncompressed batch's header,
+/// or a compressed batch's records once decompressed.
+fn walk_record_bytes<T>(
+    mut records: &[u8],
+    header: &BatchHeader,
+    mut visit: impl FnMut(i64, i64, i64) -> ControlFlow<T>,
+) -> Option<Option<T>> {
     for _ in 0..header.records_count.get() {
         let length = usize::try_from(read_varlong(&mut records, 5)?).ok()?;
         if length > records.len() {
@@ -590,9 +614,33 @@ mod keyless_tests {
     fn records_without_a_key_are_found_by_their_index_in_the_record_set() {
         let mut record_set = batch_of(&[Some(b"a"), None, Some(b"c")]);
         record_set.extend(batch_of(&[None, Some(b"e")]));
-        assert_eq!(keyless_records(&record_set), vec![1, 3]);
-        assert!(keyless_records(&batch_of(&[Some(b"a")])).is_empty());
-        assert!(keyless_records(b"not a batch").is_empty());
+        assert_eq!(keyless_records(&record_set).unwrap(), vec![1, 3]);
+        assert!(keyless_records(&batch_of(&[Some(b"a")]))
+            .unwrap()
+            .is_empty());
+        assert!(keyless_records(b"not a batch").unwrap().is_empty());
+    }
+
+    #[test]
+    fn compressed_batches_are_looked_into_with_every_codec() {
+        for codec in 1..=4i16 {
+            let keys: [Option<&[u8]>; 3] = [Some(b"a"), None, Some(b"c")];
+            let mut records = Vec::new();
+            for (delta, key) in keys.iter().enumerate() {
+                put_record(&mut records, 0, delta as i64, *key, Some(b"v"));
+            }
+            let compressed = crate::storage::codecs::tests::compress(codec, &records);
+            let mut batch = build_batch(1_700_000_000_000, 3, &compressed, None);
+            let header = peek_header_mut(&mut batch).unwrap();
+            header.attributes = codec.into();
+            let mut record_set = batch_of(&[None]);
+            record_set.extend(&batch);
+            assert_eq!(
+                keyless_records(&record_set).unwrap(),
+                vec![0, 2],
+                "codec {codec}"
+            );
+        }
     }
 }
 

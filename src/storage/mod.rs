@@ -11,6 +11,7 @@ pub mod batch;
 mod buffer_pool;
 pub mod cache;
 pub mod checkpoint;
+pub mod codecs;
 pub mod config;
 mod error;
 pub mod fifo_lock;
