@@ -776,3 +776,36 @@ fn unexplained_partition_directories_are_kept_and_block_their_name() {
         store.close().await.unwrap();
     });
 }
+
+/// A metadata log zeroed, or cut below its first record, beside partition data: the store
+/// refuses to open (a clear error, never a new empty cluster over the data).
+#[test]
+fn a_zeroed_or_cut_metadata_log_beside_partition_data_is_refused() {
+    for damage in ["zeroed", "cut"] {
+        let (_tmp, data_dir) = temp_data_dir();
+        run(move || async move {
+            let store = open(&data_dir).await;
+            create(&store, "orders", 1).await;
+            store.close().await.unwrap();
+            let partition_dir = data_dir.join("orders-0");
+            std::fs::create_dir_all(&partition_dir).unwrap();
+            std::fs::write(partition_dir.join("00000000000000000000.log"), b"data").unwrap();
+            let segment = data_dir
+                .join(METADATA_LOG_DIR_NAME)
+                .join("00000000000000000000.log");
+            let length = std::fs::metadata(&segment).unwrap().len() as usize;
+            match damage {
+                "zeroed" => std::fs::write(&segment, vec![0u8; length]).unwrap(),
+                _ => std::fs::write(&segment, &std::fs::read(&segment).unwrap()[..40]).unwrap(),
+            }
+            match open_with(&data_dir, SHARD_COUNT).await {
+                Err(MetadataError::CorruptLog { reason, .. }) => {
+                    assert!(reason.contains("recover-metadata"), "{damage}: {reason}")
+                }
+                Err(other) => panic!("{damage}: unexpected error {other}"),
+                Ok(_) => panic!("{damage}: a new cluster started over existing partitions"),
+            }
+            assert!(partition_dir.join("00000000000000000000.log").exists());
+        });
+    }
+}
