@@ -60,6 +60,13 @@ fn spread(counts: &[u32]) -> u32 {
     counts.iter().max().unwrap() - counts.iter().min().unwrap()
 }
 
+/// The metadata log's first (here: only) segment file.
+fn metadata_segment(data_dir: &Path) -> PathBuf {
+    data_dir
+        .join(METADATA_LOG_DIR_NAME)
+        .join("00000000000000000000.log")
+}
+
 fn temp_data_dir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
@@ -599,9 +606,7 @@ fn damaged_records_are_errors_naming_their_offset() {
 #[test]
 fn flipped_bytes_never_panic() {
     let (_tmp, data_dir) = temp_data_dir();
-    let segment = data_dir
-        .join(METADATA_LOG_DIR_NAME)
-        .join("00000000000000000000.log");
+    let segment = metadata_segment(&data_dir);
     run({
         let data_dir = data_dir.clone();
         move || async move {
@@ -669,9 +674,7 @@ fn a_lost_metadata_log_beside_partition_data_is_refused() {
 #[test]
 fn damage_before_valid_records_is_refused_and_a_torn_tail_is_cut() {
     let (_tmp, data_dir) = temp_data_dir();
-    let segment = data_dir
-        .join(METADATA_LOG_DIR_NAME)
-        .join("00000000000000000000.log");
+    let segment = metadata_segment(&data_dir);
     run({
         let data_dir = data_dir.clone();
         move || async move {
@@ -790,9 +793,7 @@ fn a_zeroed_or_cut_metadata_log_beside_partition_data_is_refused() {
             let partition_dir = data_dir.join("orders-0");
             std::fs::create_dir_all(&partition_dir).unwrap();
             std::fs::write(partition_dir.join("00000000000000000000.log"), b"data").unwrap();
-            let segment = data_dir
-                .join(METADATA_LOG_DIR_NAME)
-                .join("00000000000000000000.log");
+            let segment = metadata_segment(&data_dir);
             let length = std::fs::metadata(&segment).unwrap().len() as usize;
             match damage {
                 "zeroed" => std::fs::write(&segment, vec![0u8; length]).unwrap(),
