@@ -30,13 +30,12 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
     DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest, MetadataRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
+    OffsetForLeaderEpochRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -207,18 +206,7 @@ fn produce(
 ) -> PartitionProduceResponse {
     let batch =
         ringlog::storage::batch::build_batch(1_700_000_000_000, records_count, b"payload", None);
-    let mut data = PartitionProduceData::default();
-    data.index = partition;
-    data.records = Some(Bytes::from(batch));
-    let mut topic_data = TopicProduceData::default();
-    topic_data.name = topic_name(topic);
-    topic_data.partition_data = vec![data];
-    let mut request = ProduceRequest::default();
-    request.acks = -1;
-    request.timeout_ms = 30_000;
-    request.topic_data = vec![topic_data];
-    let mut response = client.send(9, &request);
-    response.responses.remove(0).partition_responses.remove(0)
+    common_kafka::produce_records(client, topic, partition, Bytes::from(batch), -1)
 }
 
 fn metadata(client: &mut Client, topic: &str) -> MetadataResponseTopic {

@@ -6,8 +6,7 @@ mod common_kafka;
 
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use ringlog::storage::batch;
 
@@ -56,18 +55,7 @@ fn produce(
     topic: &str,
     records: Bytes,
 ) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
-    let mut data = PartitionProduceData::default();
-    data.index = 0;
-    data.records = Some(records);
-    let mut topic_data = TopicProduceData::default();
-    topic_data.name = TopicName(StrBytes::from_string(topic.to_string()));
-    topic_data.partition_data = vec![data];
-    let mut request = ProduceRequest::default();
-    request.acks = -1;
-    request.timeout_ms = 30_000;
-    request.topic_data = vec![topic_data];
-    let mut response = client.send(9, &request);
-    response.responses.remove(0).partition_responses.remove(0)
+    common_kafka::produce_records(client, topic, 0, records, -1)
 }
 
 #[test]

@@ -438,13 +438,26 @@ pub fn produce_batch(
     records: i32,
     acks: i16,
 ) -> (i16, usize) {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ProduceRequest, TopicName};
     let batch = ringlog::storage::batch::build_batch(1_700_000_000_000, records, b"payload", None);
     let size_bytes = batch.len();
+    let answer = produce_records(client, name, partition, Bytes::from(batch), acks);
+    (answer.error_code, size_bytes)
+}
+
+/// Produces the record set `records` to `name`/`partition` with `acks` (Produce v9); returns
+/// the partition's answer.
+pub fn produce_records(
+    client: &mut Client,
+    name: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
     let mut data = PartitionProduceData::default();
     data.index = partition;
-    data.records = Some(Bytes::from(batch));
+    data.records = Some(records);
     let mut topic = TopicProduceData::default();
     topic.name = TopicName(StrBytes::from_string(name.to_string()));
     topic.partition_data = vec![data];
@@ -452,11 +465,8 @@ pub fn produce_batch(
     request.acks = acks;
     request.timeout_ms = 30_000;
     request.topic_data = vec![topic];
-    let response = client.send(9, &request);
-    (
-        response.responses[0].partition_responses[0].error_code,
-        size_bytes,
-    )
+    let mut response = client.send(9, &request);
+    response.responses.remove(0).partition_responses.remove(0)
 }
 
 /// The Metadata answer for one topic (v12), creating it when `auto_create` and the broker allow.
