@@ -279,34 +279,29 @@ pub async fn create_dir_all(path: &Path) -> Result<()> {
 /// The names of the entries of a directory.
 pub async fn list_dir(path: &Path) -> Result<Vec<String>> {
     let owned = path.to_path_buf();
-    blocking(move || -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&owned)? {
-            names.push(entry?.file_name().to_string_lossy().into_owned());
-        }
-        Ok(names)
-    })
-    .await
-    .map_err(|e| StorageError::io(format!("listing {}", path.display()), e))
+    blocking(move || entry_names(&owned))
+        .await
+        .map_err(|e| StorageError::io(format!("listing {}", path.display()), e))
 }
 
 /// `list_dir`, with `None` for a directory that does not exist.
 pub async fn list_dir_if_exists(path: &Path) -> Result<Option<Vec<String>>> {
     let owned = path.to_path_buf();
-    blocking(move || -> io::Result<Option<Vec<String>>> {
-        let entries = match std::fs::read_dir(&owned) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            names.push(entry?.file_name().to_string_lossy().into_owned());
-        }
-        Ok(Some(names))
+    blocking(move || match entry_names(&owned) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        other => other.map(Some),
     })
     .await
     .map_err(|e| StorageError::io(format!("listing {}", path.display()), e))
+}
+
+/// The names in directory `path`; blocking.
+fn entry_names(path: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    Ok(names)
 }
 
 pub async fn remove_file(path: &Path) -> Result<()> {
